@@ -1,0 +1,132 @@
+"""`DataConfig`: everything that decides which tokens a run sees.
+
+The config is a frozen dataclass so that it can be hashed, logged and stored
+next to a checkpoint; together with (split, seq_len, step, row) it determines
+every batch bit for bit. Validation happens here, eagerly, so that a typo in an
+experiment file fails at start-up with a message naming the field, not after
+the model has compiled.
+
+Seeds, deliberately separate:
+  * ``seed`` only chooses *which windows* are drawn (data order). Changing it
+    never changes the corpus, the train/validation split or the synthetic
+    language, so evaluation losses stay comparable across seeds.
+  * ``synthetic_chain_seed`` chooses the synthetic language itself.
+  * The stdlib train/validation split is a function of file paths only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+SOURCES = ("stdlib", "synthetic", "tfds")
+PACKINGS = ("auto", "stream", "documents")
+SPLITS = ("train", "validation")
+# The synthetic chain stores a (V, V) successor table; 4096 keeps it <= 32 MiB.
+MAX_SYNTHETIC_VOCAB = 4096
+
+
+def _fail(field: str, value, why: str) -> None:
+    raise ValueError(f"DataConfig.{field}={value!r}: {why}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a run trains and evaluates on.
+
+    Fields (all have defaults, so ``DataConfig()`` is the no-network default,
+    byte-level Python standard library source):
+
+    source: "stdlib" (embedded corpus), "synthetic" (Zipf-Markov language with
+        known entropy rate) or "tfds" (any TFDS text dataset by ``name``).
+    seed: data-order seed (window positions); >= 0.
+    name: TFDS dataset name, e.g. "lm1b" or "lm1b/1.1.0"; required for tfds.
+    data_dir: TFDS data dir, local or ``gs://bucket/tensorflow_datasets``.
+    text_key: feature holding the text in each TFDS record.
+    train_split / validation_split: TFDS split names that ``split="train"`` /
+        ``split="validation"`` map to (stdlib and synthetic ignore them).
+    tokenizer: "byte" (vocab 256) or a path to a SentencePiece ``.model``.
+    synthetic_vocab_size: V of the synthetic chain, 2..4096.
+    synthetic_zipf_exponent: exponent s of the Zipf rows (p_k ~ k^-s), >= 0.
+    synthetic_chain_seed: seed of the synthetic language (not of data order).
+    validation_fraction: stdlib only, fraction of files held out, in (0, 1).
+    stdlib_path: stdlib root to read; default ``sysconfig`` of this Python.
+    packing: "auto" (stream for stdlib, documents for tfds), "stream"
+        (materialise the split's token stream, windows uniform over tokens) or
+        "documents" (random document, random offset, then following documents:
+        nothing materialised, for datasets too big for memory).
+    download: let TFDS download and prepare a missing dataset. Off by default:
+        a training job should fail fast rather than start a download.
+    stats_documents: documents sampled to estimate ``bytes_per_token`` and the
+        unigram entropy when packing="documents" (exact in stream mode).
+    """
+
+    source: str = "stdlib"
+    seed: int = 0
+    name: str | None = None
+    data_dir: str | None = None
+    text_key: str = "text"
+    train_split: str = "train"
+    validation_split: str = "test"
+    tokenizer: str = "byte"
+    synthetic_vocab_size: int = 256
+    synthetic_zipf_exponent: float = 1.0
+    synthetic_chain_seed: int = 0
+    validation_fraction: float = 0.05
+    stdlib_path: str | None = None
+    packing: str = "auto"
+    download: bool = False
+    stats_documents: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            _fail("source", self.source, f"must be one of {SOURCES}")
+        for field in ("seed", "synthetic_chain_seed"):
+            v = getattr(self, field)
+            if not _is_int(v) or not 0 <= v < 2**64:
+                _fail(field, v, "must be an int in [0, 2**64)")
+        if self.source == "tfds" and not (isinstance(self.name, str) and self.name):
+            _fail("name", self.name, 'a TFDS dataset name (e.g. "lm1b") is required when source="tfds"')
+        if self.name is not None and not isinstance(self.name, str):
+            _fail("name", self.name, "must be a str or None")
+        if self.data_dir is not None and not (isinstance(self.data_dir, str) and self.data_dir):
+            _fail("data_dir", self.data_dir, "must be a non-empty str (local path or gs://...) or None")
+        for field in ("text_key", "train_split", "validation_split"):
+            v = getattr(self, field)
+            if not (isinstance(v, str) and v):
+                _fail(field, v, "must be a non-empty str")
+        if not (isinstance(self.tokenizer, str) and self.tokenizer):
+            _fail("tokenizer", self.tokenizer, '"byte" or a path to a SentencePiece .model file')
+        if self.tokenizer != "byte" and "://" not in self.tokenizer and not os.path.isfile(self.tokenizer):
+            _fail("tokenizer", self.tokenizer, 'not "byte" and no SentencePiece model file exists at this path')
+        if not _is_int(self.synthetic_vocab_size) or not 2 <= self.synthetic_vocab_size <= MAX_SYNTHETIC_VOCAB:
+            _fail("synthetic_vocab_size", self.synthetic_vocab_size, f"must be an int in [2, {MAX_SYNTHETIC_VOCAB}]")
+        s = self.synthetic_zipf_exponent
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < float("inf"):
+            _fail("synthetic_zipf_exponent", s, "must be a finite number >= 0")
+        f = self.validation_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+            _fail("validation_fraction", f, "must be in (0, 1)")
+        if self.stdlib_path is not None and not os.path.isdir(str(self.stdlib_path)):
+            _fail("stdlib_path", self.stdlib_path, "is not a directory")
+        if self.packing not in PACKINGS:
+            _fail("packing", self.packing, f"must be one of {PACKINGS}")
+        if not isinstance(self.download, bool):
+            _fail("download", self.download, "must be a bool")
+        if not _is_int(self.stats_documents) or self.stats_documents < 1:
+            _fail("stats_documents", self.stats_documents, "must be an int >= 1")
+
+    def replace(self, **changes) -> "DataConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def resolved_packing(self) -> str:
+        """The packing actually used: "auto" resolves per source."""
+        if self.packing != "auto":
+            return self.packing
+        return "documents" if self.source == "tfds" else "stream"

@@ -1,0 +1,24 @@
+"""Scaling-law fitting: from a table of runs to a law, a forecast and an honest uncertainty.
+
+Takes plain arrays (lists, numpy, jax, pandas Series); needs nothing from training.  Fits run
+in float64 without touching the caller's JAX settings; compiled functions are cached.
+
+* :func:`power_law`, :func:`chinchilla` (Hoffmann et al. 2022 approach 3), :func:`kaplan`
+  (Kaplan et al. 2020 eq. 1.5) - parametric laws (:mod:`.laws`).
+* :func:`isoflop` (approach 2), :func:`envelope` (approach 1) - compute-optimal allocation
+  (:mod:`.approaches`).
+* :func:`bootstrap` - resampled intervals for every parameter and derived quantity.
+* :func:`backtest` - fit without the largest-compute runs, predict them.
+"""
+
+from ._validate import ExtrapolationWarning, IdentifiabilityWarning, ScalingFitWarning
+from .laws import ChinchillaLaw, KaplanLaw, PowerLaw, chinchilla, hoffmann_grid, kaplan, power_law
+from .approaches import ComputeOptimalFit, envelope, isoflop
+from .bootstrap import BootstrapResult, bootstrap
+from .backtest import BacktestResult, backtest
+
+__all__ = [
+    "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
+    "PowerLaw", "ChinchillaLaw", "KaplanLaw", "ComputeOptimalFit", "BootstrapResult", "BacktestResult",
+    "hoffmann_grid", "ScalingFitWarning", "IdentifiabilityWarning", "ExtrapolationWarning",
+]

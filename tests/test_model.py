@@ -1,0 +1,118 @@
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling.flops import param_counts
+from scaling.model import ModelConfig, count_leaves, init
+
+
+def random_configs(n, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        n_heads = rng.choice([1, 2, 3, 4])
+        head_dim = rng.choice([8, 16])
+        explicit_head_dim = rng.random() < 0.3
+        d_model = n_heads * head_dim * rng.choice([1, 2]) if not explicit_head_dim else rng.choice([24, 40, 64])
+        out.append(ModelConfig(
+            d_model=d_model, n_layers=rng.randint(1, 3), n_heads=n_heads,
+            head_dim=head_dim if explicit_head_dim else None,
+            d_ff=rng.choice([None, 3 * d_model, 50]), vocab_size=rng.choice([17, 64, 256]),
+            seq_len=rng.choice([8, 16]), ffn=rng.choice(["gelu", "swiglu"]),
+            tie_embeddings=rng.random() < 0.5, positions=rng.choice(["learned", "rotary"]),
+            loops=rng.choice([1, 1, 2, 3]), use_bias=rng.random() < 0.5))
+    return out
+
+
+CONFIGS = random_configs(24)
+
+
+def test_random_shapes_cover_every_option():
+    assert {c.tie_embeddings for c in CONFIGS} == {True, False}
+    assert {c.loops > 1 for c in CONFIGS} == {True, False}
+    assert {c.ffn for c in CONFIGS} == {"gelu", "swiglu"}
+    assert {c.positions for c in CONFIGS} == {"learned", "rotary"}
+    assert {c.use_bias for c in CONFIGS} == {True, False}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"D{c.d_model}L{c.n_layers}x{c.loops}{c.ffn}{'T' if c.tie_embeddings else 'U'}")
+def test_param_counts_equal_real_leaves(cfg):
+    # nnx.eval_shape builds the real module tree with abstract leaves: the same parameters,
+    # without spending seconds on random initialisers for two dozen shapes.
+    from flax import nnx
+    model = nnx.eval_shape(lambda: init(cfg))
+    counts = param_counts(cfg)
+    assert count_leaves(model) == counts.total
+    assert counts.embedding + counts.non_embedding == counts.total
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:4], ids=lambda c: f"D{c.d_model}L{c.n_layers}x{c.loops}{c.ffn}")
+def test_initialised_model_runs_and_counts(cfg):
+    from flax import nnx
+    model = init(cfg)
+    assert count_leaves(model) == param_counts(cfg).total
+    logits = nnx.jit(lambda m, t: m(t))(model, jnp.zeros((2, cfg.seq_len), jnp.int32))
+    assert logits.shape == (2, cfg.seq_len, cfg.vocab_size)
+    assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_loops_reuse_weights_but_change_the_function():
+    base = ModelConfig(d_model=32, n_layers=2, n_heads=2, vocab_size=64, seq_len=8)
+    looped = base.replace(loops=3)
+    assert param_counts(base).total == param_counts(looped).total
+    tokens = jnp.arange(16).reshape(2, 8) % 64
+    a, b = init(base, seed=1)(tokens), init(looped, seed=1)(tokens)
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+
+
+def test_model_is_causal():
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=4, vocab_size=50, seq_len=12, positions="rotary")
+    model = init(cfg)
+    tokens = jnp.arange(12)[None] % 50
+    changed = tokens.at[0, 7].set(3)
+    a, b = model(tokens), model(changed)
+    np.testing.assert_allclose(np.asarray(a[0, :7]), np.asarray(b[0, :7]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(a[0, 7:]), np.asarray(b[0, 7:]))
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=8, dtype="bfloat16")
+    model = init(cfg)
+    from flax import nnx
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
+    assert model(jnp.zeros((1, 8), jnp.int32)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("d_model", 0, "d_model=0"),
+    ("n_layers", -1, "n_layers=-1"),
+    ("n_heads", 0, "n_heads=0"),
+    ("vocab_size", 0, "vocab_size=0"),
+    ("loops", 0, "loops=0"),
+    ("d_ff", -5, "d_ff=-5"),
+    ("ffn", "relu", "ffn='relu'"),
+    ("positions", "alibi", "positions='alibi'"),
+    ("dtype", "int8", "dtype='int8'"),
+    ("d_model", 30.0, "d_model=30.0"),
+])
+def test_bad_fields_raise_naming_field_and_value(field, value, fragment):
+    kwargs = dict(d_model=32, n_layers=2, n_heads=4)
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
+        ModelConfig(**kwargs)
+
+
+def test_width_not_divisible_by_heads():
+    with pytest.raises(ValueError, match=r"d_model=30.*n_heads=4"):
+        ModelConfig(d_model=30, n_layers=2, n_heads=4)
+    # An explicit head_dim decouples d_attn from d_model, as in Chinchilla's Table A9.
+    assert ModelConfig(d_model=30, n_layers=2, n_heads=4, head_dim=8).d_attn == 32
+
+
+def test_sequence_longer_than_context_is_rejected():
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, vocab_size=10, seq_len=4)
+    with pytest.raises(ValueError, match="seq_len=4"):
+        init(cfg)(jnp.zeros((1, 5), jnp.int32))
