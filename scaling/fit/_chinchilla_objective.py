@@ -17,6 +17,10 @@ With ``psi = Huber'(r)`` and ``chi = Huber''(r)`` (1 inside delta, else 0):
     grad = sum_i c_i psi_i g_i
     hess = sum_i c_i (chi_i - psi_i) g_i g_i^T + sum_i c_i psi_i sum_k w_ik v_k v_k^T
 
+For exploring from far-away starts :func:`value_grad_gauss_newton` replaces the Hessian by
+the IRLS / Gauss-Newton majoriser ``sum_i c_i min(1, delta/|r_i|) g_i g_i^T`` (positive
+semi-definite; equal to the exact Gauss-Newton part for residuals inside ``delta``).
+
 Layout: everything is computed on (starts, points) arrays and all 28 sums are taken in
 ONE variadic reduction.  On XLA:CPU separate reductions each re-run the fused
 element-wise producer (the exponentials), which made the naive version ~2x slower.
@@ -80,8 +84,26 @@ def value_grad_hess(theta, log_N, log_D, log_L, counts, delta):
         + [c_gauss * g[i] * g[j] + curvature_terms.get((i, j), 0.0) for i, j in pairs]
     )
     value_, grad, upper = sums[0], jnp.stack(sums[1:6], axis=-1), dict(zip(pairs, sums[6:]))
-    hess = jnp.stack(
+    return value_, grad, _symmetric(upper)
+
+
+def _symmetric(upper):
+    return jnp.stack(
         [jnp.stack([upper[(min(i, j), max(i, j))] for j in range(5)], axis=-1) for i in range(5)],
         axis=-2,
     )
-    return value_, grad, hess
+
+
+def value_grad_gauss_newton(theta, log_N, log_D, log_L, counts, delta):
+    """Objective (S,), gradient (S, 5) and the IRLS Gauss-Newton matrix (S, 5, 5)."""
+    residual, w1, w2, w3 = _forward(theta, log_N, log_D, log_L)
+    abs_r = jnp.abs(residual)
+    inside = abs_r <= delta
+    psi = jnp.clip(residual, -delta, delta)
+    loss = counts * jnp.where(inside, 0.5 * residual**2, delta * (abs_r - 0.5 * delta))
+    c_psi = counts * psi
+    irls = counts * jnp.where(inside, 1.0, delta / jnp.where(inside, 1.0, abs_r))
+    g = [w1, w2, w3, -log_N * w1, -log_D * w2]
+    pairs = [(i, j) for i in range(5) for j in range(i, 5)]
+    sums = _sum_last_axis([loss] + [c_psi * gi for gi in g] + [irls * g[i] * g[j] for i, j in pairs])
+    return sums[0], jnp.stack(sums[1:6], axis=-1), _symmetric(dict(zip(pairs, sums[6:])))

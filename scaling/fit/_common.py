@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Callable
 
@@ -69,7 +68,3 @@ def scalar_or_array(values):
     array = np.asarray(values, dtype=np.float64)
     return float(array) if array.ndim == 0 else array
 
-
-@contextlib.contextmanager
-def no_op():
-    yield

@@ -12,9 +12,12 @@ Why not L-BFGS?  Measured on this project's 2-core machines (see
 ``/work/shared/notes/jax-stack-field-notes.md``): ``optax.lbfgs`` under ``vmap``
 over the 4,500 Chinchilla starts takes ~31 s warm, because every lane runs as long
 as the slowest line search; a damped Newton step with exact Hessian reaches the same
-optimum as scipy's L-BFGS-B in a fraction of that.  Here we go further: a few steps
-on every start, prune to the best few, then polish those to convergence - all in one
-compiled function, so a fit compiles once.
+optimum as scipy's L-BFGS-B in a fraction of that.  Here we go further: a few
+steps on every start with a robust positive semi-definite curvature (Gauss-Newton with
+IRLS weights ``min(1, delta/|r|)``, the classic majoriser of the Huber loss, so far-away
+starts make real progress where the exact Huber Hessian has no curvature from points
+outside ``delta``), prune to the best few, then polish those with the exact Hessian
+(quadratic convergence) - all in one compiled function, so a fit compiles once.
 
 The step is accepted only when the objective falls (so every lane is monotone), the
 damping ``lam`` shrinks after an accepted step and grows tenfold after a rejected one
@@ -134,25 +137,33 @@ class MultiStartResult(NamedTuple):
     theta: jax.Array  # (P,) best parameters
     value: jax.Array  # () best objective
     grad_norm: jax.Array  # () max |gradient| at the best start
-    iterations: jax.Array  # () total Newton steps (explore + polish)
-    kept_theta: jax.Array  # (K, P) the polished starts, best first
+    iterations: jax.Array  # () total Newton steps over all phases
+    kept_theta: jax.Array  # (K, P) the starts that survived to the end, best first
     kept_value: jax.Array  # (K,)
 
 
-@partial(jax.jit, static_argnames=("value_grad_hess", "explore_iters", "keep", "polish_iters"))
-def multistart_newton(value_grad_hess: Callable, starts, args, *, explore_iters: int, keep: int,
-                      polish_iters: int, gtol=1e-10) -> MultiStartResult:
-    """Explore every start for ``explore_iters`` steps, keep the ``keep`` best, polish them.
+@partial(jax.jit, static_argnames=("phases",))
+def multistart_newton(starts, args, *, phases, gtol=1e-10) -> MultiStartResult:
+    """Run damped Newton in ``phases`` on a batch of starts and return the best.
 
-    ``starts``: (S, P).  ``args``: tuple of arrays passed to ``value_grad_hess`` (shared by
-    every start).  One compiled function per (callback, shapes, settings).
+    ``starts``: (S, P).  ``args``: tuple of arrays passed to every callback.  ``phases``: a
+    tuple of ``(value_grad_hess, max_iters, keep)``; before a phase with ``keep`` not None
+    only the ``keep`` lowest-objective starts are carried on.  A typical schedule explores
+    every start with a robust (Gauss-Newton / IRLS) curvature for a few steps, keeps the
+    best few and polishes them with the exact Hessian.  One compiled function per
+    (phases, shapes): a fit compiles once.
     """
-    state = _initial_state(value_grad_hess, starts, args)
-    state = run_newton(value_grad_hess, state, args, explore_iters, gtol)
-    keep = min(keep, starts.shape[0])
-    _, best = jax.lax.top_k(-state.value, keep)
-    state = jax.tree.map(lambda leaf: leaf[best] if leaf.ndim else leaf, state)
-    state = run_newton(value_grad_hess, state, args, polish_iters, gtol)
+    theta = starts
+    state = None
+    for value_grad_hess, max_iters, keep in phases:
+        if keep is not None and keep < theta.shape[0]:
+            _, best = jax.lax.top_k(-state.value, keep)
+            theta = theta[best]
+        # Re-evaluate with this phase's curvature (cheap after pruning).
+        state = _initial_state(value_grad_hess, theta, args)._replace(
+            iteration=state.iteration if state is not None else jnp.zeros((), jnp.int32))
+        state = run_newton(value_grad_hess, state, args, max_iters, gtol)
+        theta = state.theta
     order = jnp.argsort(state.value)
     winner = order[0]
     return MultiStartResult(
@@ -165,12 +176,18 @@ def multistart_newton(value_grad_hess: Callable, starts, args, *, explore_iters:
     )
 
 
-@partial(jax.jit, static_argnames=("value_grad_hess", "max_iters"))
-def batched_newton(value_grad_hess: Callable, starts, args, *, max_iters: int, gtol=1e-10):
-    """Newton on a batch where each lane may carry its own data (``args`` batched on axis 0
-    by the callback).  Returns the final :class:`NewtonState`."""
-    state = _initial_state(value_grad_hess, starts, args)
-    return run_newton(value_grad_hess, state, args, max_iters, gtol)
+@partial(jax.jit, static_argnames=("phases",))
+def batched_newton(starts, args, *, phases, gtol=1e-10) -> NewtonState:
+    """Newton phases ``((value_grad_hess, max_iters), ...)`` on a batch of lanes, no pruning;
+    the callbacks may give each lane its own data (e.g. bootstrap counts of shape (S, n))."""
+    state = None
+    theta = starts
+    for value_grad_hess, max_iters in phases:
+        state = _initial_state(value_grad_hess, theta, args)._replace(
+            iteration=state.iteration if state is not None else jnp.zeros((), jnp.int32))
+        state = run_newton(value_grad_hess, state, args, max_iters, gtol)
+        theta = state.theta
+    return state
 
 
 def autodiff_value_grad_hess(loss: Callable) -> Callable:

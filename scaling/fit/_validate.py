@@ -75,7 +75,7 @@ def as_positive_1d(values, name: str, *, positive: bool = True) -> np.ndarray:
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"{name}: contains {int(bad.sum())} non-positive values "
-                f"({array[first]!r} at index {first}); scaling laws are fitted in log space"
+                f"({array[first]:g} at index {first}); scaling laws are fitted in log space"
             )
     return array
 
