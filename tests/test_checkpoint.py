@@ -1,0 +1,151 @@
+"""Checkpoints, resume, preemption (SIGTERM) and divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from scaling import cli, train
+from scaling.checkpoint import EXIT_DIVERGED, EXIT_PREEMPTED, Checkpointer
+from scaling.config import RunConfig, TrainConfig
+from scaling.data import DataConfig
+from scaling.model import ModelConfig
+
+TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(steps=30, **train_kw) -> RunConfig:
+    kw = dict(tokens=steps * 16 * 32, global_batch_size=16, lr=3e-3, warmup_steps=3, eval_batches=2, progress=False)
+    kw.update(train_kw)
+    return RunConfig(model=TINY, data=DataConfig(), train=TrainConfig(**kw), name="tiny")
+
+
+def lines(out, kind="train"):
+    return [json.loads(x) for x in open(Path(out) / "metrics.jsonl") if json.loads(x)["kind"] == kind]
+
+
+def sigterm_at(step):
+    def hook(event):
+        if event.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return hook
+
+
+def test_resume_after_preemption_gives_the_uninterrupted_run(tmp_path):
+    tpb = 16 * 32
+    cfg = tiny(schedule="wsd", wsd_branches=(10 * tpb,), checkpoint_every=5, eval_every=10)
+    ref = train.run(cfg, tmp_path / "ref")
+    stopped = train.run(cfg, tmp_path / "run", hooks=[sigterm_at(12)])
+    assert stopped.status == "preempted" and stopped.steps == 12
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "preempted"
+    assert Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 12
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
+    resumed = train.run(cfg, tmp_path / "run")
+    assert resumed.status == "finished" and resumed.steps == 30
+    a, b = lines(tmp_path / "ref"), lines(tmp_path / "run")
+    assert [x["step"] for x in b] == list(range(1, 31))  # no duplicated, no lost step
+    np.testing.assert_allclose([x["loss"] for x in b], [x["loss"] for x in a], rtol=1e-6)
+    assert [x["tokens"] for x in b] == [x["tokens"] for x in a]  # accounting resumed
+    assert [x["step"] for x in lines(tmp_path / "run", "eval")] == [10, 20, 30]
+    assert len(lines(tmp_path / "run", "branch")) == 1
+    assert [p["branch"] for p in resumed.points] == [p["branch"] for p in ref.points]
+    for p, q in zip(resumed.points, ref.points):
+        assert p["val_loss"] == pytest.approx(q["val_loss"], rel=1e-6) and p["tokens"] == q["tokens"]
+
+
+def test_kill_between_checkpoints_truncates_the_jsonl(tmp_path):
+    """A run that died at step 17 with a checkpoint at 15 resumes at 15 and logs 16.. once."""
+    cfg = tiny(steps=20, checkpoint_every=5)
+    ref = train.run(cfg, tmp_path / "ref")
+    out = tmp_path / "run"
+    train.run(cfg, out, hooks=[sigterm_at(15)])  # checkpoint at 15 ...
+    with open(out / "metrics.jsonl", "a") as f:  # ... and lines past it, as if killed at 17
+        for x in lines(tmp_path / "ref")[15:17]:
+            f.write(json.dumps(x) + "\n")
+        f.write('{"kind": "train", "st')  # torn line
+    r = train.run(cfg, out)
+    assert r.status == "finished"
+    assert [x["step"] for x in lines(out)] == list(range(1, 21))
+    np.testing.assert_allclose([x["loss"] for x in lines(out)], [x["loss"] for x in lines(tmp_path / "ref")], rtol=1e-6)
+    assert ref.points[0]["val_loss"] == pytest.approx(r.points[0]["val_loss"], rel=1e-6)
+
+
+def test_huge_learning_rate_diverges_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    exp = tmp_path / "exp.py"
+    exp.write_text(
+        "from scaling.config import RunConfig, TrainConfig\n"
+        "from scaling.data import DataConfig\n"
+        "from scaling.model import ModelConfig\n"
+        "def get_config():\n"
+        "    return RunConfig(model=ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32),\n"
+        "                     data=DataConfig(), train=TrainConfig(tokens=30 * 16 * 32, global_batch_size=16,\n"
+        "                     lr=3e-3, warmup_steps=3, eval_batches=2, progress=False, checkpoint_every=1,\n"
+        "                     schedule='constant'), name='tiny')\n")
+    out = tmp_path / "out"
+    code = cli.main(["train", str(exp), "--set", "train.lr=1e3", "--set", "train.warmup_steps=0", "--out", str(out)])
+    assert code == EXIT_DIVERGED
+    err = capsys.readouterr().err
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "diverged"
+    step = meta["result"]["steps"]
+    assert f"diverged at step {step}: loss=" in err and f"diverged at step {step}" in meta["message"]
+    status = lines(out, "status")[-1]
+    assert status["status"] == "diverged" and status["step"] == step
+    assert all(x["step"] < step for x in lines(out))
+    ckpt = Checkpointer(out / "checkpoints")
+    good = ckpt.latest_step()
+    assert good is not None and good < step
+    compiled = train.train_step_for(meta_cfg(exp, lr=1e3), train.data_mesh())
+    params, _, opt = compiled.init(np.int32(0))
+    state, restored_meta = ckpt.restore(good, {"params": params, "opt_state": opt})
+    ckpt.close()
+    assert restored_meta["step"] == good
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+    # A diverged run is final: calling it again returns the stored result.
+    assert train.run(meta_cfg(exp, lr=1e3), out).status == "diverged"
+
+
+def meta_cfg(exp, lr):
+    from scaling.config import load_experiment, override
+
+    return override(load_experiment(exp), [f"train.lr={lr}", "train.warmup_steps=0"])
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_75_and_the_restart_continues(tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "scaling", "train", str(REPO / "experiments" / "cpu_tiny.py"), "--out", str(out),
+            "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=2",
+            "--set", "model.seq_len=32", "--set", "train.global_batch_size=8", "--set", f"train.tokens={300 * 8 * 32}",
+            "--set", "train.checkpoint_every=20", "--set", "train.eval_every=0", "--set", "train.eval_batches=1",
+            "--set", "train.progress=False"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    ckpts = out / "checkpoints"
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "preempted"
+    stopped_at = meta["result"]["steps"]
+    assert 20 <= stopped_at < 300
+    assert Checkpointer(out / "checkpoints").latest_step() == stopped_at
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    steps = [x["step"] for x in lines(out)]
+    assert steps == list(range(1, 301))
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
