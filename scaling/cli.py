@@ -1,6 +1,7 @@
 """The `scaling` command line. It only parses arguments and calls library functions.
 
     scaling flops [--widths ...] [--depths ...]   parameter and FLOP table of a family
+    scaling train EXPERIMENT.py [--set k=v ...] [--out DIR]   one training run
 """
 
 from __future__ import annotations
@@ -25,6 +26,34 @@ def cmd_flops(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from scaling.config import RunConfig, load_experiment, override
+
+    cfg = load_experiment(args.experiment)
+    if not isinstance(cfg, RunConfig):
+        raise ValueError(f"experiment={args.experiment!r}: get_config() must return a RunConfig, "
+                         f"got {type(cfg).__name__}")
+    cfg = override(cfg, args.set)  # unknown keys / bad values fail here, before any compile
+    if args.distributed or args.coordinator is not None:
+        from scaling.checkpoint import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    from scaling import checkpoint, train
+
+    result = train.run(cfg, args.out or f"runs/{cfg.name}")
+    if result.status == "preempted":
+        return checkpoint.EXIT_PREEMPTED
+    if result.status == "diverged":
+        print(f"scaling train: {result.message}", file=sys.stderr)
+        return checkpoint.EXIT_DIVERGED
+    main = [p for p in result.points if p["branch"] is None]
+    if main:
+        p = main[-1]
+        print(f"finished: {result.steps} steps, {result.tokens} tokens, val_loss {p['val_loss']:.4f}, "
+              f"val_bpb {p['val_bpb']:.4f}, {result.wall_s:.1f} s -> {result.out_dir}")
+    return checkpoint.EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loops", type=int, default=1)
     p.add_argument("--method", default="chinchilla", choices=["6n", "kaplan", "chinchilla", "palm"])
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("train", help="one training run from an experiment file (resumes if interrupted)",
+                       description="Exit codes: 0 finished, 2 bad arguments, 3 diverged, 75 preempted "
+                                   "(SIGTERM: state saved, rerun the same command to continue).")
+    p.add_argument("experiment", help="experiments/<name>.py with get_config() -> RunConfig")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--out", default=None, help="output dir, local or gs:// (default runs/<name>)")
+    p.add_argument("--distributed", action="store_true",
+                   help="jax.distributed.initialize() (auto-detected on TPU VMs / SLURM)")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.set_defaults(func=cmd_train)
     return parser
 
 
