@@ -2,6 +2,10 @@
 
     scaling flops [--widths ...] [--depths ...]   parameter and FLOP table of a family
     scaling train EXPERIMENT.py [--set k=v ...] [--out DIR]   one training run
+    scaling demo [--budget tiny|small|medium]     a small sweep on CPU, fit, forecast, plots
+    scaling sweep EXPERIMENT.py --out DIR [--worker i --workers n]   an IsoFLOP sweep
+    scaling fit RESULTS [--budget C]              laws, intervals, backtest, forecast
+    scaling plot RESULTS --out DIR                the figures
 """
 
 from __future__ import annotations
@@ -54,6 +58,98 @@ def cmd_train(args) -> int:
     return checkpoint.EXIT_OK
 
 
+# --- sweep, fit, plot, demo ---------------------------------------------------------------
+
+
+def cmd_sweep(args) -> int:
+    from scaling import sweep
+
+    cfg = sweep.load_sweep(args.experiment, args.set)
+    if args.plan_only:
+        runs = sweep.plan(cfg)
+        fps, source = sweep.measured_flops_per_s()
+        print(sweep.format_plan(runs, flops_per_s=fps, source=source))
+        return 0
+    if args.distributed or args.coordinator is not None:
+        from scaling.checkpoint import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    from scaling import checkpoint
+
+    res = sweep.run_sweep(cfg, args.out, worker=args.worker, workers=args.workers, per_host=args.per_host)
+    if res.preempted:
+        return checkpoint.EXIT_PREEMPTED
+    if res.done and not args.no_fit:
+        from scaling import report
+
+        report.summarize(args.out, budget=args.budget, n_bootstrap=args.bootstrap,
+                         plot_dir=f"{args.out.rstrip('/')}/plots")
+    return checkpoint.EXIT_OK
+
+
+def cmd_fit(args) -> int:
+    from scaling import report
+
+    report.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from scaling import report
+
+    report.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric,
+                     plot_dir=args.out, write=False)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from scaling import sweep
+
+    return 0 if sweep.demo(args.budget, args.out, forecast_budget=args.forecast) is not None else 75
+
+
+def _add_sweep_commands(sub) -> None:
+    p = sub.add_parser("sweep", help="an IsoFLOP sweep from an experiment file (resumable; splits across workers)",
+                       description="Plans, prints and runs the sweep into OUT (runs/<id>/, results.jsonl), then "
+                                   "fits and plots when every run has its row (OUT/DONE). Exit codes: 0, "
+                                   "2 bad arguments, 75 preempted (rerun the same command to continue).")
+    p.add_argument("experiment", help="experiments/<name>.py with get_config() -> SweepConfig")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a SweepConfig field, e.g. --set budgets=(1e12,1e13) --set train.lr=1e-3")
+    p.add_argument("--out", required=False, default="sweeps/sweep", help="sweep dir, local or gs://")
+    p.add_argument("--worker", type=int, default=0, help="this worker's index (runs worker::workers)")
+    p.add_argument("--workers", type=int, default=1, help="independent workers sharing the sweep dir")
+    p.add_argument("--per-host", action="store_true",
+                   help="multi-host: each host trains its own runs on its local devices")
+    p.add_argument("--plan-only", action="store_true", help="print the plan and exit")
+    p.add_argument("--no-fit", action="store_true", help="do not fit/plot at the end")
+    p.add_argument("--budget", type=float, default=None, help="forecast budget in FLOPs (default 10x the largest)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.set_defaults(func=cmd_sweep)
+
+    for name, fn, helptext in (("fit", cmd_fit, "fit approach 2 and 3 to a results table and forecast"),
+                               ("plot", cmd_plot, "figures of a results table (PNG)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("results", help="a sweep dir or its results.jsonl (local or gs://)")
+        p.add_argument("--budget", type=float, default=None, help="forecast budget in FLOPs (default 10x the largest)")
+        p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+        p.add_argument("--metric", default="val_loss", help="loss column to fit (val_loss, val_bpb, train_loss)")
+        if name == "plot":
+            p.add_argument("--out", required=True, help="directory for the PNGs")
+        p.set_defaults(func=fn)
+
+    p = sub.add_parser("demo", help="a small sweep on CPU, then fit, forecast and plot (start here)")
+    p.add_argument("--budget", default="small", choices=["tiny", "small", "medium"],
+                   help="tiny: ~1-2 min (CI); small: <= 10 min (default); medium: longer, a better law")
+    p.add_argument("--out", default="scaling_demo", help="output dir (a subdir per budget; rerun resumes)")
+    p.add_argument("--forecast", type=float, default=None, help="forecast budget in FLOPs (default 10x the largest)")
+    p.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(func=cmd_train)
+    _add_sweep_commands(sub)
     return parser
 
 
