@@ -42,7 +42,12 @@ class Checkpointer:
     """A thin wrapper over `ocp.CheckpointManager` for (state, meta) checkpoints."""
 
     def __init__(self, directory, *, keep: int = 2, async_save: bool = True):
-        self.directory = epath.Path(directory)
+        directory = epath.Path(directory)
+        if "://" not in str(directory):
+            # Orbax's tensorstore layer rejects relative local paths ("Checkpoint path should
+            # be absolute"), and `--out runs/x` is what users type.
+            directory = directory.absolute()
+        self.directory = directory
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -118,8 +123,13 @@ class PreemptionWatcher:
         except Exception:  # no preemption service (jax.distributed not initialised with it)
             pass
         flags = multihost_utils.process_allgather(np.array([local], dtype=np.int32))
-        self.flag = bool(np.any(flags))
-        return self.flag
+        stop = bool(np.any(flags))
+        # Only ever SET the flag here: a SIGTERM that lands while this host waits in the
+        # all-gather (most of this call's time) sets it after `local` was read; assigning
+        # the gathered value would erase it and the signal would be lost. It is sent at the
+        # next check instead, and every host stops one step later.
+        self.flag = self.flag or stop
+        return stop
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,

@@ -8,15 +8,19 @@ evaluations (`"kind": "eval"`), WSD branch points (`"kind": "branch"`), and the 
 line that belongs after k (steps > k; branch lines whose fork step is > k), so a restarted
 run has each step exactly once.
 
-Paths may be local or remote (`gs://...`, through `etils.epath`). Remote files cannot be
-appended to, so there the writer keeps the lines in memory and rewrites the file on
-`flush()` (the loop flushes at every checkpoint and at the end).
+Paths may be local or remote (`gs://...`): every file operation goes through `etils.epath`
+(TensorBoard's event files too, see `TensorBoardWriter`). Remote files cannot be appended
+to, so there the writer keeps the lines in memory and rewrites the file on `flush()` (the
+loop flushes at every checkpoint and at the end). Rewrites are atomic (a temporary file,
+then a rename), so a kill -9 at any moment leaves either the old or the new file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 from typing import Any, Mapping
 
 from etils import epath
@@ -25,7 +29,15 @@ from scaling.hooks import StepEvent
 
 
 def _is_local(path) -> bool:
-    return "://" not in str(path) or str(path).startswith("file://")
+    return "://" not in str(path)
+
+
+def write_atomic(path, text: str) -> None:
+    """Write `text` to `path` (epath) through a temporary sibling and a rename."""
+    path = epath.Path(path)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _clean(value: Any) -> Any:
@@ -65,16 +77,15 @@ class JsonlWriter:
         kept: list[dict] = []
         if resume_step is not None:
             kept = [line for line in read_jsonl(self.path) if line_position(line) <= resume_step]
-        self.lines = [json.dumps(line) for line in kept] if not self.local else []
+        self.lines = [json.dumps(line) for line in kept]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The kept lines are written to a new file that replaces the old one atomically: a
+        # kill during this rewrite must not lose the lines the checkpoint vouches for.
+        write_atomic(self.path, "".join(line + "\n" for line in self.lines))
+        self._file = None
         if self.local:
-            self._file = open(str(self.path).removeprefix("file://"), "w")
-            for line in kept:
-                self._file.write(json.dumps(line) + "\n")
-            self._file.flush()
-        else:
-            self._file = None
-            self.flush()
+            self.lines = []
+            self._file = self.path.open("a")
 
     def write(self, record: Mapping[str, Any]) -> None:
         text = json.dumps({k: _clean(v) for k, v in record.items()})
@@ -92,7 +103,7 @@ class JsonlWriter:
         if self._file is not None:
             self._file.flush()
         else:
-            self.path.write_text("".join(line + "\n" for line in self.lines))
+            write_atomic(self.path, "".join(line + "\n" for line in self.lines))
 
     def close(self) -> None:
         self.flush()
@@ -101,13 +112,53 @@ class JsonlWriter:
             self._file = None
 
 
+class _EpathRecordFile:
+    """A write-only event file on a remote path: buffered, uploaded whole on `flush()`
+    (what tensorboardX's own S3/GCS writers do), through `etils.epath`."""
+
+    def __init__(self, path: str):
+        self.path = epath.Path(path)
+        self.buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        self.path.write_bytes(self.buffer.getvalue())
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _EpathRecordFactory:
+    def open(self, path: str) -> _EpathRecordFile:
+        return _EpathRecordFile(path)
+
+    def directory_check(self, path: str) -> None:
+        epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
 class TensorBoardWriter:
-    """tensorboardX scalars under `<out>/tensorboard/` (x axis: step)."""
+    """tensorboardX scalars under `<out>/tensorboard/` (x axis: step).
 
-    def __init__(self, logdir, *, log_every: int = 1):
+    A resumed run (`resume_step=k`) writes a new event file that starts with TensorBoard's
+    purge marker at step k + 1, so the steps after the checkpoint logged by the interrupted
+    run are hidden, not shown twice; the file name carries the resume step and the process
+    id, so a restart within the same second never overwrites the earlier file (tensorboardX
+    names files by the second). Remote logdirs (`gs://...`) are written through
+    `etils.epath` like every other output (tensorboardX's own GCS writer would need
+    google-cloud-storage).
+    """
+
+    def __init__(self, logdir, *, log_every: int = 1, resume_step: int | None = None):
         from tensorboardX import SummaryWriter
+        from tensorboardX import record_writer
 
-        self.writer = SummaryWriter(str(logdir))
+        logdir = str(logdir)
+        if not _is_local(logdir):
+            record_writer.register_writer_factory(logdir.split("://")[0], _EpathRecordFactory())
+        self.writer = SummaryWriter(logdir, purge_step=resume_step + 1 if resume_step else None,
+                                    filename_suffix=f".{resume_step or 0:010d}.{os.getpid()}")
         self.log_every = log_every
 
     def __call__(self, event: StepEvent) -> None:
@@ -149,3 +200,40 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def read_tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} from the event files under `logdir`, as TensorBoard shows them.
+
+    Event files are TFRecords (uint64 length, uint32 masked CRC of it, the `Event` proto,
+    uint32 masked CRC of that). Files are read in name order (tensorboardX names them by
+    creation time); a `SessionLog.START` event at step k (a resumed run's purge marker)
+    drops every value logged earlier at step >= k, as TensorBoard does; a torn last record
+    (a killed writer) ends its file.
+    """
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    logdir = epath.Path(logdir)
+    out: dict[str, dict[int, float]] = {}
+    if not logdir.exists():
+        return out
+    for path in sorted((p for p in logdir.iterdir() if "tfevents" in p.name), key=lambda p: p.name):
+        data, pos = path.read_bytes(), 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            if pos + 12 + length + 4 > len(data):
+                break
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                for values in out.values():
+                    for step in [s for s in values if s >= event.step]:
+                        del values[step]
+            for v in event.summary.value:
+                if v.HasField("simple_value"):
+                    out.setdefault(v.tag, {})[int(event.step)] = float(v.simple_value)
+                elif v.HasField("tensor") and v.tensor.float_val:
+                    out.setdefault(v.tag, {})[int(event.step)] = float(v.tensor.float_val[0])
+    return out

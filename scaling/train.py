@@ -56,6 +56,7 @@ from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
 from scaling.data import make_dataset
 from scaling.hooks import FlopAccounting, StepEvent, call_hooks
+from scaling.metrics import write_atomic
 from scaling.model import ModelConfig, init
 
 # Steps of the main run whose mean training loss is reported with an evaluated point.
@@ -464,7 +465,7 @@ def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh |
         out.mkdir(parents=True, exist_ok=True)
         jsonl = writers_append(writers, _make_jsonl(out, start or None, tc.log_every))
         try:
-            tb = writers_append(writers, _make_tb(out, tc.log_every))
+            tb = writers_append(writers, _make_tb(out, tc.log_every, start or None))
         except Exception as e:  # TensorBoard is a convenience, never a reason to fail a run
             print(f"scaling.train: TensorBoard disabled: {e}", file=sys.stderr)
         if tc.progress:
@@ -488,7 +489,7 @@ def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh |
         if is_main:
             doc = {**info, "status": status, "message": message,
                    "result": dataclasses.asdict(result) if result is not None else None}
-            (out / "run.json").write_text(json.dumps(doc, indent=2))
+            write_atomic(out / "run.json", json.dumps(doc, indent=2))  # a kill never leaves half a file
 
     write_run_json("running")
 
@@ -499,8 +500,9 @@ def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh |
         meta = {"step": step, "accounting": accounting.state_dict(), "loss": monitor.state_dict(),
                 "branch_points": branch_points, "mfu_sum": mfu_sum, "mfu_count": mfu_count,
                 "wall_s": wall_now()}
-        if jsonl is not None:
-            jsonl.flush()
+        for w in (jsonl, tb):  # what the checkpoint vouches for is on disk before it
+            if w is not None:
+                w.flush()
         ckpt.save(step, {"params": params, "opt_state": opt_state}, meta)
         last_saved[0] = step
 
@@ -620,7 +622,7 @@ def _make_jsonl(out, start: int, log_every: int):
     return JsonlWriter(out / "metrics.jsonl", resume_step=start, log_every=log_every)
 
 
-def _make_tb(out, log_every: int):
+def _make_tb(out, log_every: int, start: int | None = None):
     from scaling.metrics import TensorBoardWriter
 
-    return TensorBoardWriter(out / "tensorboard", log_every=log_every)
+    return TensorBoardWriter(out / "tensorboard", log_every=log_every, resume_step=start)
