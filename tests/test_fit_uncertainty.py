@@ -104,3 +104,26 @@ def test_backtest_isoflop_compares_optimal_sizes():
     result = fit.backtest(fit.isoflop, np.array(C), np.array(N), np.array(L), holdout=7)
     assert result.quantity == "N_opt" and len(result.actual) == 1
     assert result.max_abs_relative_error < 1e-6
+
+
+def test_degenerate_replicates_have_no_optimum_and_are_reported():
+    """A law whose loss does not fall with N (alpha <= 0) has no compute-optimal size: NaN,
+    not a complex number, and the bootstrap interval says how many replicates had none."""
+    import numpy as np
+
+    from scaling.fit import BootstrapResult
+    from scaling.fit.laws import ChinchillaLaw
+
+    law = ChinchillaLaw.__new__(ChinchillaLaw)
+    object.__setattr__(law, "alpha", -0.1)
+    object.__setattr__(law, "beta", 0.3)
+    object.__setattr__(law, "A", 10.0)
+    object.__setattr__(law, "B", 10.0)
+    N_opt, D_opt = ChinchillaLaw.compute_optimal(law, 1e18)
+    assert np.isnan(N_opt) and np.isnan(D_opt)
+    result = BootstrapResult(law=None, estimates={"N_opt": 2.0}, samples={"N_opt": np.array([1.0, 2.0, 3.0, np.nan])},
+                             n=4, n_failed=0, converged_fraction=1.0, grouped=False)
+    low, high = result.interval("N_opt")
+    assert 1.0 <= low < high <= 3.0
+    assert result.n_undefined("N_opt") == 1
+    assert "undefined in 1 replicates" in result.summary()

@@ -58,8 +58,16 @@ class BootstrapResult:
         if not 0.0 < level < 1.0:
             raise ValueError(f"level: must be in (0, 1), got {level}")
         tail = 50.0 * (1.0 - level)
-        low, high = np.percentile(self.samples[name], [tail, 100.0 - tail])
+        values = np.asarray(self.samples[name], dtype=np.float64)
+        values = values[np.isfinite(values)]  # undefined in some replicates: see `n_undefined`
+        if values.size == 0:
+            return float("nan"), float("nan")
+        low, high = np.percentile(values, [tail, 100.0 - tail])
         return float(low), float(high)
+
+    def n_undefined(self, name: str) -> int:
+        """Replicates in which ``name`` is NaN or infinite (e.g. N_opt of a law with alpha <= 0)."""
+        return int(np.sum(~np.isfinite(np.asarray(self.samples[name], dtype=np.float64))))
 
     def std(self, name: str) -> float:
         return float(np.std(self.samples[name], ddof=1))
@@ -71,7 +79,9 @@ class BootstrapResult:
         rows = []
         for name in self.samples:
             low, high = self.interval(name, level)
-            rows.append((name, f"{self.estimates[name]:.6g}  [{low:.6g}, {high:.6g}]"))
+            undefined = self.n_undefined(name)
+            note = f"  (undefined in {undefined} replicates)" if undefined else ""
+            rows.append((name, f"{self.estimates[name]:.6g}  [{low:.6g}, {high:.6g}]{note}"))
         rows.append(("replicates", f"{self.n - self.n_failed} of {self.n} ({'by group' if self.grouped else 'by run'}), "
                                    f"{100 * self.converged_fraction:.1f}% converged"))
         return format_table(f"Bootstrap {100 * level:g}% percentile intervals", rows)

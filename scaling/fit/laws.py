@@ -157,8 +157,14 @@ class ChinchillaLaw:
         ``G = (alpha A / (beta B))**(1/(alpha+beta))``.  With ``flops_per_token`` (a callable
         ``N -> training FLOPs per token``) the budget is ``C = flops_per_token(N) * D`` and the
         minimum of ``L(N, C / flops_per_token(N))`` is found numerically over log N.
+
+        A law with ``alpha <= 0`` or ``beta <= 0`` (loss not falling in N or in D; a bootstrap
+        replicate can land there) has no interior optimum: both come back NaN.
         """
         C_array = np.asarray(C, dtype=np.float64)
+        if not (self.alpha > 0 and self.beta > 0):
+            undefined = np.full_like(C_array, np.nan)
+            return scalar_or_array(undefined), scalar_or_array(undefined)
         G = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
         N_closed = G * (C_array / 6.0) ** self.a
         if flops_per_token is None:
