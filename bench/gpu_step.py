@@ -132,10 +132,11 @@ def peak_flops(device) -> tuple[float, str]:
 def run(args, batch: int) -> dict:
     dev = jax.devices()[0]
     cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab,
-                      seq_len=args.seq_len, dtype=args.dtype)
+                      seq_len=args.seq_len, dtype=args.dtype, attention=args.attention)
     out = {"device": str(dev), "device_kind": dev.device_kind, "platform": dev.platform, "jax": jax.__version__,
            "model": {"d_model": cfg.d_model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
-                     "seq_len": cfg.seq_len, "vocab_size": cfg.vocab_size, "dtype": cfg.dtype},
+                     "seq_len": cfg.seq_len, "vocab_size": cfg.vocab_size, "dtype": cfg.dtype,
+                     "attention": cfg.attention},
            "params": flops_lib.param_counts(cfg).total, "batch": batch}
 
     t0 = time.perf_counter()
@@ -146,7 +147,7 @@ def run(args, batch: int) -> dict:
     # 1. correctness: bf16 vs f32 at step 0 (same parameters), then loss decreasing.
     text = jnp.asarray(text_batch(batch, cfg.seq_len))
     loss_lo = eval_loss(cfg, params, rest, text)
-    loss_f32 = eval_loss(cfg.replace(dtype="float32"), params, rest, text)
+    loss_f32 = eval_loss(cfg.replace(dtype="float32", attention="blocked"), params, rest, text)
     out["loss0_bf16"], out["loss0_f32"] = loss_lo, loss_f32
     out["loss0_rel_diff"] = abs(loss_lo - loss_f32) / abs(loss_f32)
 
@@ -210,6 +211,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--vocab", type=int, default=50304)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--attention", default="auto", choices=["auto", "blocked", "cudnn"],
+                    help="ModelConfig.attention (auto = cuDNN flash attention on a GPU in bf16)")
     ap.add_argument("--steps", type=int, default=30, help="timed steps")
     ap.add_argument("--check-steps", type=int, default=8, help="training steps of the loss-decrease check")
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -27,6 +27,7 @@ from flax import nnx
 FFN_KINDS = ("gelu", "swiglu")
 POSITION_KINDS = ("learned", "rotary")
 DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_KINDS = ("auto", "blocked", "cudnn")
 
 
 def _fail(field: str, value, why: str) -> None:
@@ -56,6 +57,10 @@ class ModelConfig:
       dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32 (master
         weights), so bf16 compute is mixed precision.
       rope_base: rotary frequency base.
+      attention: which kernel computes the (same) causal attention: "blocked" (XLA einsums
+        over query blocks, skipping fully masked key blocks; fastest on CPU), "cudnn"
+        (`jax.nn.dot_product_attention(implementation="cudnn")`, flash attention on NVIDIA
+        GPUs, bf16/fp16 only), or "auto" (cudnn on a GPU in bf16/fp16, else blocked).
     """
 
     d_model: int
@@ -74,6 +79,7 @@ class ModelConfig:
     dtype: str = "float32"
     rope_base: float = 10_000.0
     init_std: float = 0.02
+    attention: Literal["auto", "blocked", "cudnn"] = "auto"
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "vocab_size", "seq_len", "loops"):
@@ -99,6 +105,10 @@ class ModelConfig:
             _fail("head_dim", self.k, "rotary positions need an even head dimension")
         if self.dtype not in DTYPES:
             _fail("dtype", self.dtype, f"must be one of {DTYPES}")
+        if self.attention not in ATTENTION_KINDS:
+            _fail("attention", self.attention, f"must be one of {ATTENTION_KINDS}")
+        if self.attention == "cudnn" and self.dtype == "float32":
+            _fail("attention", self.attention, "cuDNN flash attention needs dtype bfloat16 or float16")
         if self.d_ff is None and int(round(self.ffn_ratio * self.d_model)) <= 0:
             _fail("ffn_ratio", self.ffn_ratio, "gives an empty FFN")
 
@@ -262,6 +272,13 @@ def _dense(layer: nnx.Linear, x_NxD: jax.Array) -> jax.Array:
     return layer(x_NxD)
 
 
+def _use_cudnn(cfg: ModelConfig) -> bool:
+    """cuDNN flash attention when asked, or on "auto" on a GPU computing in 16 bits."""
+    if cfg.attention == "cudnn":
+        return True
+    return cfg.attention == "auto" and cfg.dtype != "float32" and jax.default_backend() == "gpu"
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -274,6 +291,15 @@ class Attention(nnx.Module):
         cfg = self.cfg
         B, T, D = x_BxTxD.shape
         qkv_NxC = _dense(self.qkv, x_BxTxD.reshape(B * T, D))
+        if _use_cudnn(cfg):
+            qkv_BxTx3xHxK = qkv_NxC.reshape(B, T, 3, cfg.n_heads, cfg.k)
+            q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (qkv_BxTx3xHxK[:, :, i] for i in range(3))
+            if cfg.positions == "rotary":
+                q_BxTxHxK = _rotary_tk(q_BxTxHxK, cfg.rope_base, t_axis=1)
+                k_BxTxHxK = _rotary_tk(k_BxTxHxK, cfg.rope_base, t_axis=1)
+            y_BxTxHxK = jax.nn.dot_product_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, is_causal=True,
+                                                     implementation="cudnn")
+            return _dense(self.out, y_BxTxHxK.reshape(B * T, cfg.d_attn)).reshape(B, T, D)
         # One transpose to heads-major [3, B, H, T, K] (the same split as [B, T, 3, H, K]).
         qkv_3xBxHxTxK = qkv_NxC.reshape(B, T, 3, cfg.n_heads, cfg.k).transpose(2, 0, 3, 1, 4)
         q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = qkv_3xBxHxTxK[0], qkv_3xBxHxTxK[1], qkv_3xBxHxTxK[2]

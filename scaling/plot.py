@@ -25,9 +25,12 @@ from scaling.report import Report, frontier
 
 
 def _plt():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "ipykernel" not in sys.modules:  # scripts and the CLI draw off-screen; notebooks keep their backend
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
