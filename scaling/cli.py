@@ -50,8 +50,10 @@ def cmd_train(args) -> int:
     if result.status == "diverged":
         print(f"scaling train: {result.message}", file=sys.stderr)
         return checkpoint.EXIT_DIVERGED
+    import jax
+
     main = [p for p in result.points if p["branch"] is None]
-    if main:
+    if main and jax.process_index() == 0:
         p = main[-1]
         print(f"finished: {result.steps} steps, {result.tokens} tokens, val_loss {p['val_loss']:.4f}, "
               f"val_bpb {p['val_bpb']:.4f}, {result.wall_s:.1f} s -> {result.out_dir}")
@@ -182,8 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache for CLI runs: a second process (a resumed run, the
+    next sweep worker, a rerun of the demo) reloads compiled steps instead of recompiling
+    (measured 2.7x faster step compilation, bench/compile_cache.py). Set SCALING_JAX_CACHE to
+    move it, or to an empty string to turn it off."""
+    import os
+
+    cache_dir = os.environ.get("SCALING_JAX_CACHE", os.path.expanduser("~/.cache/scaling/jax"))
+    if not cache_dir:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "sweep", "demo"):
+        enable_compilation_cache()
     try:
         return args.func(args)
     except ValueError as e:  # bad input: one clear line, no traceback

@@ -240,6 +240,16 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
     return compiled
 
 
+def step_xla_flops(cfg: RunConfig, mesh: Mesh | None = None) -> float:
+    """XLA's FLOP count of one compiled training step of `cfg` (the real step: forward,
+    backward, clipping, AdamW), for checking the analytic counts of `scaling.flops`."""
+    mesh = mesh or data_mesh(jax.devices()[:1])
+    compiled = train_step_for(cfg, mesh)
+    params, rest, opt_state = compiled.init(np.int32(cfg.train.seed))
+    tokens_BxT1 = jnp.zeros((cfg.train.global_batch_size, cfg.model.seq_len + 1), jnp.int32)
+    return flops_lib.xla_flops(compiled.step, params, opt_state, rest, tokens_BxT1, jnp.float32(0.0))
+
+
 def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh) -> Callable:
     """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape)."""
     key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat))

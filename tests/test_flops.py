@@ -1,6 +1,4 @@
-import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from scaling import flops
@@ -85,13 +83,9 @@ def _train_step_flops(cfg, batch):
     """XLA's count of the library's own compiled training step (AdamW, clipping, unrolled layers)."""
     from scaling.config import RunConfig, TrainConfig
     from scaling.data import DataConfig
-    from scaling.train import data_mesh, train_step_for
+    from scaling.train import step_xla_flops
 
-    run_cfg = RunConfig(model=cfg, data=DataConfig(), train=TrainConfig(tokens=10**6, global_batch_size=batch))
-    compiled = train_step_for(run_cfg, data_mesh(jax.devices()[:1]))
-    params, rest, opt_state = compiled.init(np.int32(0))
-    tokens = jnp.zeros((batch, cfg.seq_len + 1), jnp.int32)
-    return flops.xla_flops(compiled.step, params, opt_state, rest, tokens, jnp.float32(1e-3))
+    return step_xla_flops(RunConfig(model=cfg, data=DataConfig(), train=TrainConfig(tokens=10**6, global_batch_size=batch)))
 
 
 @pytest.mark.parametrize("cfg", [
