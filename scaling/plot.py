@@ -153,7 +153,12 @@ def plot_optimal(rep: Report, path=None):
             n_opt, d_opt, _ = frontier(rep.chinchilla.params, C, rep.fpt)
             y = n_opt[0] if key == "N" else d_opt[0]
             expo = rep.chinchilla.a if key == "N" else rep.chinchilla.b
-            ax.plot(C, y, color="C3", ls="--", label=f"approach 3: ~C^{expo:.2f} (at 6ND)")
+            interval3 = ""
+            boot3 = rep.chinchilla_boot
+            if boot3 is not None and len(boot3.samples.get("a", ())) >= 2:
+                lo, hi = boot3.interval("a" if key == "N" else "b", rep.level)
+                interval3 = f" [{lo:.2f}, {hi:.2f}]"
+            ax.plot(C, y, color="C3", ls="--", label=f"approach 3: ~C^{expo:.2f}{interval3} (at 6ND)")
             reps = rep.chinchilla_replicates()
             if reps is not None and len(reps["E"]) >= 2:
                 nr, dr, _ = frontier(reps, C, rep.fpt)
@@ -185,10 +190,16 @@ def plot_backtest(rep: Report, path=None):
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     panels = ((axes[0], rep.backtest_chinchilla, f"approach 3: {rep.metric.replace('_', ' ')}"),
               (axes[1], rep.backtest_isoflop, "approach 2: N_opt of the held-out budget"))
-    for ax, bt, title in panels:
+    for (ax, bt, title), approach in zip(panels, ("approach 3", "approach 2")):
         ax.set_title(title, fontsize=10)
         if bt is None:
-            ax.text(0.5, 0.5, "not enough budgets for a backtest", ha="center", va="center", transform=ax.transAxes)
+            # Say why (from the report's notes), e.g. the budgets left without the largest span < 10x.
+            why = next((n.split(": ", 1)[1] for n in rep.notes if n.startswith(f"backtest ({approach})")),
+                       "not enough budgets")
+            import textwrap
+
+            ax.text(0.5, 0.5, "no backtest:\n" + textwrap.fill(why, 48), ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
             ax.set_axis_off()
             continue
         a, p = np.asarray(bt.actual), np.asarray(bt.predicted)

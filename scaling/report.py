@@ -156,6 +156,7 @@ def isoflop_bootstrap(full, C, N, L, *, n: int, seed: int = 0, at_C=None, flops_
     Instead every replicate keeps the design (each budget's sizes) and redraws the losses as
     fitted parabola + residuals resampled with replacement within the budget, inflated by
     sqrt(n_b / (n_b - 3)) for the 3 fitted coefficients (Davison & Hinkley 1997, sec. 6.2.3).
+    Budgets that the full fit skipped stay out of every replicate.
     Returns a `scaling.fit.BootstrapResult` over a, b, the coefficients and, with `at_C`,
     N_opt and D_opt.
     """
@@ -163,7 +164,13 @@ def isoflop_bootstrap(full, C, N, L, *, n: int, seed: int = 0, at_C=None, flops_
     from scaling.fit.approaches import _group_budgets
 
     rng = np.random.default_rng(seed)
-    groups = [g for g in _group_budgets(C) if len(g) >= 4]
+    # Replicates keep the full fit's budgets: a budget it skipped (a flat or downward profile)
+    # would otherwise enter the replicates whose noise happens to curve it upward, with an
+    # optimum far outside its sizes, and blow up the interval with a different estimator.
+    skipped = [float(b) for b in getattr(full, "skipped_budgets", ()) or ()]
+    groups = [g for g in _group_budgets(C) if len(g) >= 4
+              and not any(abs(math.log(float(np.exp(np.mean(np.log(C[g])))) / b)) <= 1e-6 for b in skipped)]
+    keep = np.sort(np.concatenate(groups)) if groups else np.arange(0)
     fitted, residuals = np.array(L, dtype=np.float64), {}
     for g in groups:
         coef = np.polyfit(np.log(N[g]), L[g], 2)
@@ -186,7 +193,8 @@ def isoflop_bootstrap(full, C, N, L, *, n: int, seed: int = 0, at_C=None, flops_
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                laws.append(fit.isoflop(C, N, np.maximum(L_star, 1e-9), flops_per_token=flops_per_token))
+                laws.append(fit.isoflop(C[keep], N[keep], np.maximum(L_star[keep], 1e-9),
+                                        flops_per_token=flops_per_token))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue  # a replicate whose parabolas give no usable optimum: counted in n_failed
     estimates = derived(full)

@@ -1,7 +1,9 @@
-"""`scaling demo --budget tiny` end to end, as CI runs it: real runs, fits, plots."""
+"""`scaling demo`: its configs plan a sound IsoFLOP sweep, and the tiny demo runs end to
+end, as CI runs it: real runs, fits, plots."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -14,14 +16,33 @@ from scaling import results, sweep
 
 def test_demo_configs_plan():
     for name in sweep.DEMO_BUDGETS:
-        runs = sweep.plan(sweep.demo_config(name), warn=False)
-        budgets = {r.budget for r in runs}
+        cfg = sweep.demo_config(name)
+        runs = sweep.plan(cfg, warn=False)
+        budgets = sorted({r.budget for r in runs})
         assert len(budgets) == len(sweep.DEMO_BUDGETS[name][0])
-        assert max(budgets) / min(budgets) >= 10  # a decade of compute: a power law can be fitted
+        assert budgets[-1] / budgets[0] >= 10  # a decade of compute: a power law can be fitted
+        # One shape per size (no depth mixing): N grows with width alone.
+        assert len({r.config.model.n_layers for r in runs}) == 1
+        by_width = {}
+        for r in runs:
+            by_width.setdefault(r.config.model.d_model, set()).add(r.N)
+        assert all(len(ns) == 1 for ns in by_width.values())
         for C in budgets:
-            assert sum(r.budget == C for r in runs) >= 4  # a parabola per budget
+            here = [r for r in runs if r.budget == C]
+            assert len(here) >= 4  # a parabola per budget
+            assert len({r.N for r in here}) == len(here)
+            assert all(r.steps >= cfg.min_steps for r in here)
+            n_opt = sweep.optimal_size(cfg, C)
+            assert min(r.N for r in here) < n_opt < max(r.N for r in here)  # the expected optimum is bracketed
+        for r in runs:
+            tc = r.config.train
+            assert tc.lr * r.config.model.d_model == pytest.approx(cfg.train.lr * cfg.lr_width)  # lr ~ 1/width
+            assert tc.warmup_steps <= max(1, 0.1 * r.steps)
+            assert tc.eval_batches * (tc.eval_batch_size or tc.global_batch_size) * r.config.model.seq_len >= 30_000
     with pytest.raises(ValueError, match="budget="):
         sweep.demo_config("huge")
+    with pytest.raises(ValueError, match="SweepConfig.lr_width"):
+        sweep.demo_config("tiny").replace(lr_width=0)
 
 
 @pytest.mark.slow
@@ -34,15 +55,18 @@ def test_demo_tiny(tmp_path):
     rows = results.read_rows(tmp_path / "tiny")
     planned = sweep.plan(sweep.demo_config("tiny"), warn=False)
     assert sorted(r["run_id"] for r in rows) == sorted(r.run_id for r in planned)
+    assert all(r["status"] == "finished" and math.isfinite(r["val_loss"]) for r in rows)
     # The loss falls with compute: the best run of each budget beats the best of the budget below.
     best = {}
     for r in rows:
         best[r["budget"]] = min(best.get(r["budget"], 1e9), r["val_loss"])
     losses = [best[c] for c in sorted(best)]
     assert all(a > b for a, b in zip(losses, losses[1:])), best
-    # The printed exponents come with intervals; the report says what it cannot predict.
-    assert re.search(r"a\s+\(N_opt ~ C\^a\)\s+-?[\d.]+\s+\[", out), out[-3000:]
-    assert re.search(r"\ba\s+[\d.]+\s+\[[\d.e+-]+, [\d.e+-]+\]", out), out[-3000:]
+    assert "best loss per budget" in out
+    # The printed exponents come with intervals (approach 2 and 3); the report says what it cannot predict.
+    interval = r"\[-?[\d.e+-]+, -?[\d.e+-]+\]"
+    assert re.search(r"a\s+\(N_opt ~ C\^a\)\s+-?[\d.]+\s+" + interval, out), out[-3000:]
+    assert re.search(r"\n\s+a\s+-?[\d.]+\s+" + interval, out), out[-3000:]
     assert "predicted val_loss" in out and "What this law does not tell you" in out
     assert (tmp_path / "tiny" / "DONE").exists()
     for name in ("isoflop.png", "loss_vs_compute.png", "optimal_allocation.png", "backtest.png"):
