@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -179,21 +178,22 @@ def test_rows_roundtrip_dedup_and_torn_line(tmp_path):
     assert results.read_rows(tmp_path / "missing") == []
 
 
-def _hammer(path, worker, n):
-    pad = "x" * (200 + 37 * worker)  # rows of different lengths, several KiB together
-    for i in range(n):
-        results.append_row(path, {"run_id": f"w{worker}-{i}", "branch": None, "worker": worker, "pad": pad * (i % 20)})
+_HAMMER = """
+import sys
+from scaling import results
+path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+pad = "x" * (200 + 37 * worker)  # rows of different lengths, several KiB together
+for i in range(n):
+    results.append_row(path, {"run_id": f"w{worker}-{i}", "branch": None, "worker": worker, "pad": pad * (i % 20)})
+"""
 
 
 def test_two_processes_append_thousands_of_rows_untorn(tmp_path):
+    # Separate interpreters (not fork: forking a process that has started JAX's threads can deadlock).
     n = 1500
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_hammer, args=(str(tmp_path), w, n)) for w in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _HAMMER, str(tmp_path), str(w), str(n)]) for w in range(2)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(timeout=180) == 0
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 * n
     parsed = [json.loads(line) for line in lines]  # every line whole
