@@ -317,9 +317,55 @@ def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
     return runs
 
 
-def estimate_wall_s(run: PlannedRun, flops_per_s: float, overhead_s: float = 0.0) -> float:
-    """Seconds to train `run` at a sustained `flops_per_s`, plus a fixed per-run overhead."""
-    return run.flops / flops_per_s + overhead_s
+def estimate_wall_s(run: PlannedRun, flops_per_s, overhead_s: float = 0.0) -> float:
+    """Seconds to train `run` at a sustained `flops_per_s` (a number, or a function of the
+    run), plus a fixed per-run overhead."""
+    rate = flops_per_s(run) if callable(flops_per_s) else flops_per_s
+    return run.flops / rate + overhead_s
+
+
+def step_flops_per_s(run: PlannedRun, *, steps: int = 3, mesh=None) -> float:
+    """Training FLOP/s of `run`'s compiled step, timed over a few steps (after one untimed
+    step) on a batch of zeros. The compiled step is cached by shape (`train.train_step_for`),
+    so the run itself reuses this compilation: the measurement costs a few steps."""
+    import jax
+    import numpy as np
+
+    from scaling import train as train_lib
+
+    mesh = mesh or train_lib.data_mesh()
+    cfg = run.config
+    compiled = train_lib.train_step_for(cfg, mesh)
+    params, rest, opt_state = compiled.init(np.int32(cfg.train.seed))
+    B, T = cfg.train.global_batch_size, cfg.model.seq_len
+    tokens = train_lib.put_batch(mesh, np.zeros((B, T + 1), np.int32), B)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        params, opt_state, metrics = compiled.step(params, opt_state, rest, tokens, np.float32(0.0))
+        jax.block_until_ready(metrics)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return run.flops_per_token * B * T / sorted(times)[len(times) // 2]
+
+
+def measured_throughput(runs: Sequence[PlannedRun], *, mesh=None):
+    """(run -> FLOP/s, source): a short measured throughput of the smallest and the largest
+    model of the plan, interpolated in log N for the sizes between (small models reach a lower
+    fraction of peak than large ones, so one number would misestimate one end)."""
+    by_size = sorted(runs, key=lambda r: r.N)
+    ends = [by_size[0]] if by_size[0].N == by_size[-1].N else [by_size[0], by_size[-1]]
+    rates = [(math.log(r.N), step_flops_per_s(r, mesh=mesh)) for r in ends]
+
+    def rate(run: PlannedRun) -> float:
+        if len(rates) == 1:
+            return rates[0][1]
+        (x0, y0), (x1, y1) = rates
+        w = min(max((math.log(run.N) - x0) / (x1 - x0), 0.0), 1.0)
+        return math.exp((1 - w) * math.log(y0) + w * math.log(y1))
+
+    names = " and ".join(f"{r.run_id} {y:.3g} FLOP/s" for r, (_, y) in zip(ends, rates))
+    return rate, f"measured over 3 steps: {names}"
 
 
 def measured_flops_per_s(rows: Sequence[dict] = (), *, assumed_mfu: float = 0.3) -> tuple[float, str]:
@@ -375,7 +421,8 @@ def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None,
     todo = sum(r.run_id not in done for r in runs)
     total = f"total: {len(runs)} runs ({todo} to do), C = {total_c:.3g} FLOPs"
     if flops_per_s:
-        total += f", est. {_fmt_s(total_s)} at {flops_per_s:.3g} FLOP/s ({source}) + {overhead_s:.0f}s/run"
+        rate = "" if callable(flops_per_s) else f" at {flops_per_s:.3g} FLOP/s"
+        total += f", est. {_fmt_s(total_s)}{rate} ({source}) + {overhead_s:.0f}s/run"
     return "\n".join(lines + [total])
 
 
@@ -510,7 +557,11 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
     if writer and worker == 0:
         write_plan(runs, out_dir)
     if verbose:
-        fps, source = measured_flops_per_s(rows)
+        todo = [r for r in mine if r.run_id not in done]
+        if any(r.get("branch") is None for r in rows) or not todo or n_proc > 1:
+            fps, source = measured_flops_per_s(rows)
+        else:
+            fps, source = measured_throughput(todo, mesh=mesh)
         if overhead_s is None:
             overhead_s = 3.0 if jax.default_backend() == "cpu" else 20.0
         print(f"sweep {sweep.name!r}: worker {worker} of {workers}, {len(mine)} of {len(runs)} runs, out_dir={out_dir}")
