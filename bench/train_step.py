@@ -23,7 +23,11 @@ restores the default.
 
 Compile time for jax = the first call (trace + XLA compile + one step) minus the median step;
 for torch, the first (eager) step minus the median. On a shared machine absolute numbers
-move with other jobs: compare the ratios, which come from interleaved timings.
+move with other jobs: compare the ratios, which come from interleaved timings. Besides the
+median ratio the table gives two that other jobs disturb less: the ratio of the best (fastest)
+repeats (interference only ever adds time) and of the CPU seconds each framework's process
+used per step (what it computed, not how long it waited for a core; both frameworks park
+idle threads, so spinning does not inflate it much).
 """
 
 from __future__ import annotations
@@ -149,10 +153,11 @@ def jax_matmul_peak(n: int = 2048) -> float:
     return flops_lib.measured_matmul_peak(n, "float32", 5)
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of fn()."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_shape(cfg: ModelConfig, batch: int, args) -> dict:
@@ -163,9 +168,12 @@ def bench_shape(cfg: ModelConfig, batch: int, args) -> dict:
     for r in runners.values():
         r.run(1)  # warm
     times = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     for _ in range(args.repeats):
         for name, r in runners.items():
-            times[name].append(timed(lambda: r.run(args.steps)) / args.steps)
+            wall, cpu_s = timed(lambda: r.run(args.steps))
+            times[name].append(wall / args.steps)
+            cpu[name].append(cpu_s / args.steps)
     flops = flops_lib.per_step(cfg, batch, args.flops_method)
     out = {"shape": dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, seq_len=cfg.seq_len,
                          vocab_size=cfg.vocab_size, batch=batch),
@@ -175,7 +183,8 @@ def bench_shape(cfg: ModelConfig, batch: int, args) -> dict:
         med = statistics.median(times[name])
         out[name] = {"step_s": med, "tokens_per_s": batch * cfg.seq_len / med,
                      "compile_s": max(r.first_call_s - med, 0.0), "first_loss": r.first_loss,
-                     "flops_per_s": flops / med, "times_s": times[name]}
+                     "flops_per_s": flops / med, "times_s": times[name], "best_s": min(times[name]),
+                     "cpu_s": statistics.median(cpu[name]), "cpu_times_s": cpu[name]}
     return out
 
 
@@ -262,8 +271,9 @@ def markdown(result: dict) -> str:
              f"FLOPs: scaling.flops.per_step(cfg, B, {result['rows'][0]['flops_method']!r}); jax step: "
              f"{result['rows'][0]['jax_step_source']}", "",
              "| shape (D, L, H, T, B) | params | jax ms/step | jax tok/s | jax compile s | jax MFU |"
-             + (" torch ms/step | torch tok/s | torch MFU | jax speed / torch |" if has_torch else ""),
-             "|---|---|---|---|---|---|" + ("---|---|---|---|" if has_torch else "")]
+             + (" torch ms/step | torch tok/s | torch MFU | jax speed / torch | same, best steps | same, CPU s |"
+                if has_torch else ""),
+             "|---|---|---|---|---|---|" + ("---|---|---|---|---|---|" if has_torch else "")]
     for row in result["rows"]:
         s, j = row["shape"], row["jax"]
         line = (f"| {s['d_model']}, {s['n_layers']}, {s['n_heads']}, {s['seq_len']}, {s['batch']} | "
@@ -272,7 +282,7 @@ def markdown(result: dict) -> str:
         if has_torch:
             t = row["torch"]
             line += (f" {t['step_s']*1e3:.0f} | {t['tokens_per_s']:,.0f} | {t['mfu']*100:.0f}% | "
-                     f"**{t['step_s']/j['step_s']:.2f}x** |")
+                     f"**{t['step_s']/j['step_s']:.2f}x** | {t['best_s']/j['best_s']:.2f}x | {t['cpu_s']/j['cpu_s']:.2f}x |")
         lines.append(line)
     return "\n".join(lines)
 
