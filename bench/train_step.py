@@ -67,50 +67,21 @@ def parse_shape(text: str, seq_len: int, vocab: int) -> tuple[ModelConfig, int]:
 
 
 def scaling_step(cfg: ModelConfig, batch: int):
-    """(step, params, opt_state, rest, source): train.py's cached step, else a faithful copy."""
-    try:
-        from scaling.config import RunConfig, TrainConfig
-        from scaling.data import DataConfig
-        from scaling.train import data_mesh, train_step_for
+    """(step, params, opt_state, rest, source): the library's own cached, compiled step."""
+    from scaling.config import RunConfig, TrainConfig
+    from scaling.data import DataConfig
+    from scaling.train import data_mesh, train_step_for
 
-        run_cfg = RunConfig(model=cfg, data=DataConfig(),
-                            train=TrainConfig(tokens=batch * cfg.seq_len * 10, global_batch_size=batch))
-        compiled = train_step_for(run_cfg, data_mesh(jax.devices()[:1]))
-        params, rest, opt_state = compiled.init(np.int32(0))
-
-        def step(params, opt_state, rest, tokens, lr):
-            p, o, m = compiled.step(params, opt_state, rest, tokens, lr)
-            return p, o, m["loss"]
-
-        return step, params, opt_state, rest, "scaling.train.train_step_for"
-    except ImportError as e:  # before scaling/train.py existed
-        print(f"# scaling.train unavailable ({e}); using bench's functional step", file=sys.stderr)
-        return functional_step(cfg) + ("bench functional step",)
-
-
-def functional_step(cfg: ModelConfig):
-    """nnx.split once; jit(params, opt_state, rest, tokens, lr) with AdamW + clip, donated."""
-    import optax
-    from flax import nnx
-
-    from scaling.model import init
-
-    graphdef, params, rest = nnx.split(init(cfg), nnx.Param, ...)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(0.9, 0.95, 1e-8),
-                     optax.add_decayed_weights(0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
-    opt_state = tx.init(params)
-
-    def loss_fn(params, rest, tokens):
-        logits = nnx.merge(graphdef, params, rest)(tokens[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+    run_cfg = RunConfig(model=cfg, data=DataConfig(),
+                        train=TrainConfig(tokens=batch * cfg.seq_len * 10, global_batch_size=batch))
+    compiled = train_step_for(run_cfg, data_mesh(jax.devices()[:1]))
+    params, rest, opt_state = compiled.init(np.int32(0))
 
     def step(params, opt_state, rest, tokens, lr):
-        loss, grads = jax.value_and_grad(loss_fn)(params, rest, tokens)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-        return params, opt_state, loss
+        p, o, m = compiled.step(params, opt_state, rest, tokens, lr)
+        return p, o, m["loss"]
 
-    return jax.jit(step, donate_argnums=(0, 1)), params, opt_state, rest
+    return step, params, opt_state, rest, "scaling.train.train_step_for"
 
 
 class JaxRunner:
