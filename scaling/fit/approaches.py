@@ -111,6 +111,16 @@ def _tokens(C, N, D, flops_per_token):
     return C / (6.0 * N)
 
 
+def _validated(**named):
+    """The arrays as positive 1-D float64, in the order given (D may be None), of one length,
+    with C spanning at least a decade; each error names its argument."""
+    out = {name: None if (name == "D" and value is None) else as_positive_1d(value, name)
+           for name, value in named.items()}
+    check_same_length(**{name: a for name, a in out.items() if a is not None})
+    check_spans_decade(out["C"], "C")
+    return tuple(out.values())
+
+
 def isoflop(C, N, L, *, D=None, flops_per_token: Callable | None = None) -> ComputeOptimalFit:
     """Chinchilla approach 2 (Hoffmann et al. 2022, section 3.2): IsoFLOP profiles.
 
@@ -124,15 +134,7 @@ def isoflop(C, N, L, *, D=None, flops_per_token: Callable | None = None) -> Comp
     cost model; with ``D`` (tokens of each run) the run tokens are interpolated log-linearly
     in ln N within the budget.  Then ``N_opt ~ C**a`` and ``D_opt ~ C**b`` by log-log OLS.
     """
-    C = as_positive_1d(C, "C")
-    N = as_positive_1d(N, "N")
-    L = as_positive_1d(L, "L")
-    arrays = {"C": C, "N": N, "L": L}
-    if D is not None:
-        D = as_positive_1d(D, "D")
-        arrays["D"] = D
-    check_same_length(**arrays)
-    check_spans_decade(C, "C")
+    C, N, L, D = _validated(C=C, N=N, L=L, D=D)
     budgets, N_opt, D_opt, L_min, parabolas, at_edge, skipped = [], [], [], [], [], [], []
     for index in _group_budgets(C):
         budget = float(np.exp(np.mean(np.log(C[index]))))
@@ -182,15 +184,7 @@ def envelope(C, L, N, *, bins_per_decade: int = 10, D=None,
     ``C / (6 N_opt)`` (or the row's ``D`` / ``C / flops_per_token(N)``).  Then ``N_opt ~ C**a``
     and ``D_opt ~ C**b`` by log-log OLS over the envelope points.
     """
-    C = as_positive_1d(C, "C")
-    L = as_positive_1d(L, "L")
-    N = as_positive_1d(N, "N")
-    arrays = {"C": C, "L": L, "N": N}
-    if D is not None:
-        D = as_positive_1d(D, "D")
-        arrays["D"] = D
-    check_same_length(**arrays)
-    check_spans_decade(C, "C")
+    C, L, N, D = _validated(C=C, L=L, N=N, D=D)
     tokens = _tokens(C, N, D, flops_per_token)
     log10_C = np.log10(C)
     bin_index = np.floor((log10_C - log10_C.min()) * bins_per_decade + 1e-9).astype(int)
