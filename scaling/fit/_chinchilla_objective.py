@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._optim import huber
+from ._optim import huber, huber_derivatives
 
 
 def _sum_last_axis(arrays):
@@ -65,12 +65,10 @@ def value_grad_hess(theta, log_N, log_D, log_L, counts, delta):
     ``counts`` is (n,) (shared data) or (S, n) (one bootstrap replicate per lane).
     """
     residual, w1, w2, w3 = _forward(theta, log_N, log_D, log_L)
-    abs_r = jnp.abs(residual)
-    inside = abs_r <= delta
-    psi = jnp.clip(residual, -delta, delta)
-    loss = counts * jnp.where(inside, 0.5 * residual**2, delta * (abs_r - 0.5 * delta))
+    psi, inside = huber_derivatives(residual, delta)
+    loss = counts * huber(residual, delta)
     c_psi = counts * psi
-    c_gauss = counts * (inside.astype(residual.dtype) - psi)
+    c_gauss = counts * (inside - psi)
     g = [w1, w2, w3, -log_N * w1, -log_D * w2]
     pairs = [(i, j) for i in range(5) for j in range(i, 5)]
     curvature_terms = {  # sum_k w_k v_k v_k^T, the non-zero upper entries
@@ -97,11 +95,11 @@ def _symmetric(upper):
 def value_grad_gauss_newton(theta, log_N, log_D, log_L, counts, delta):
     """Objective (S,), gradient (S, 5) and the IRLS Gauss-Newton matrix (S, 5, 5)."""
     residual, w1, w2, w3 = _forward(theta, log_N, log_D, log_L)
+    psi, _ = huber_derivatives(residual, delta)
+    loss = counts * huber(residual, delta)
+    c_psi = counts * psi
     abs_r = jnp.abs(residual)
     inside = abs_r <= delta
-    psi = jnp.clip(residual, -delta, delta)
-    loss = counts * jnp.where(inside, 0.5 * residual**2, delta * (abs_r - 0.5 * delta))
-    c_psi = counts * psi
     irls = counts * jnp.where(inside, 1.0, delta / jnp.where(inside, 1.0, abs_r))
     g = [w1, w2, w3, -log_N * w1, -log_D * w2]
     pairs = [(i, j) for i in range(5) for j in range(i, 5)]
