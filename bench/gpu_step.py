@@ -8,7 +8,7 @@ Self-contained: no network, no pip install (the repository root is put on sys.pa
 jax/flax/optax APIs present in jax 0.10 and 0.11. The model computes in bfloat16
 (ModelConfig.dtype="bfloat16") with float32 master weights; the step is scaling's own
 (`scaling.train.train_step_for`: jit, donated state, AdamW + clip, lr a traced argument),
-or, if scaling.train cannot be imported on the machine, an equivalent functional step.
+built by `bench/train_step.py`'s `scaling_step`, as in the CPU benchmark.
 
 What it does (a few minutes on an H100):
  1. correctness: the bf16 and float32 models (same parameters) give close losses at step 0;
@@ -33,6 +33,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -40,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from scaling import flops as flops_lib  # noqa: E402
 from scaling.model import ModelConfig, init  # noqa: E402
+from train_step import scaling_step  # noqa: E402  (bench/train_step.py: scaling's own compiled step)
 
 
 def text_batch(batch: int, seq_len: int) -> np.ndarray:
@@ -63,59 +65,15 @@ def text_batch(batch: int, seq_len: int) -> np.ndarray:
     return np.frombuffer(bytes(data[:need]), np.uint8).astype(np.int32).reshape(batch, seq_len + 1)
 
 
-def build_step(cfg: ModelConfig, batch: int):
-    """(step, params, opt_state, rest, source); step(p, o, r, tokens, lr) -> (p, o, loss)."""
-    try:
-        from scaling.config import RunConfig, TrainConfig
-        from scaling.data import DataConfig
-        from scaling.train import data_mesh, train_step_for
-
-        run_cfg = RunConfig(model=cfg, data=DataConfig(),
-                            train=TrainConfig(tokens=batch * cfg.seq_len * 10, global_batch_size=batch))
-        compiled = train_step_for(run_cfg, data_mesh(jax.devices()[:1]))
-        params, rest, opt_state = compiled.init(np.int32(0))
-
-        def step(p, o, r, tokens, lr):
-            p, o, m = compiled.step(p, o, r, tokens, lr)
-            return p, o, m["loss"]
-
-        return step, params, opt_state, rest, "scaling.train.train_step_for"
-    except ImportError as e:
-        print(f"gpu_step: scaling.train not importable ({e}); using the functional step", file=sys.stderr)
-    import optax
-    from flax import nnx
-
-    graphdef, params, rest = nnx.split(init(cfg), nnx.Param, ...)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(0.9, 0.95, 1e-8),
-                     optax.add_decayed_weights(0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
-    opt_state = tx.init(params)
-
-    def loss_fn(params, rest, tokens):
-        logits = nnx.merge(graphdef, params, rest)(tokens[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-    def step(params, opt_state, rest, tokens, lr):
-        loss, grads = jax.value_and_grad(loss_fn)(params, rest, tokens)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-        return params, opt_state, loss
-
-    return jax.jit(step, donate_argnums=(0, 1)), params, opt_state, rest, "functional fallback"
-
-
 def eval_loss(cfg: ModelConfig, params, rest, tokens) -> float:
     """Mean next-token loss of `cfg`'s model with the given parameters (no update)."""
-    import optax
     from flax import nnx
 
+    from scaling.train import token_losses
+
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(cfg)), nnx.Param, ...)
-
-    @jax.jit
-    def f(params, rest, tokens):
-        logits = nnx.merge(graphdef, params, rest)(tokens[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-    return float(f(params, rest, tokens))
+    loss = jax.jit(lambda p, r, t: token_losses(graphdef, p, r, t)[0].mean())
+    return float(loss(params, rest, tokens))
 
 
 def is_oom(e: Exception) -> bool:
@@ -140,7 +98,7 @@ def run(args, batch: int) -> dict:
            "params": flops_lib.param_counts(cfg).total, "batch": batch}
 
     t0 = time.perf_counter()
-    step, params, opt_state, rest, source = build_step(cfg, batch)
+    step, params, opt_state, rest, source = scaling_step(cfg, batch)
     jax.block_until_ready(params)
     out["step_source"], out["init_s"] = source, time.perf_counter() - t0
 
