@@ -21,7 +21,8 @@ import os
 
 import numpy as np
 
-from scaling.report import Report, frontier
+from scaling.fit import frontier
+from scaling.report import Report
 
 
 def _plt():

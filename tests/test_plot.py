@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling import cli, plot, report, results, sweep
+from scaling import cli, fit, plot, report, results, sweep
 from scaling.config import TrainConfig
 from scaling.model import ModelConfig
 
@@ -55,7 +55,7 @@ def test_report_recovers_the_law_and_says_its_limits(rep):
 
 
 def test_frontier_matches_law_compute_optimal(rep):
-    n, d, l = report.frontier(rep.chinchilla.params, [1e14], rep.fpt)
+    n, d, l = fit.frontier(rep.chinchilla.params, [1e14], rep.fpt)
     n_ref, d_ref = rep.chinchilla.compute_optimal(1e14, flops_per_token=rep.fpt)
     assert n[0, 0] == pytest.approx(n_ref, rel=0.02)
     assert d[0, 0] == pytest.approx(d_ref, rel=0.02)

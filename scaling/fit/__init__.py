@@ -9,6 +9,9 @@ in float64 without touching the caller's JAX settings; compiled functions are ca
   (:mod:`.approaches`).
 * :func:`bootstrap` - resampled intervals for every parameter and derived quantity.
 * :func:`backtest` - fit without the largest-compute runs, predict them.
+* :func:`frontier` - compute-optimal (N, D, L) of many laws at once under a family's cost per
+  token (:func:`interpolated_flops_per_token`); :func:`isoflop_bootstrap` - approach 2's
+  residual bootstrap that keeps each budget's design (:mod:`.frontier`).
 """
 
 from ._validate import ExtrapolationWarning, IdentifiabilityWarning, ScalingFitWarning
@@ -16,9 +19,11 @@ from .laws import ChinchillaLaw, KaplanLaw, PowerLaw, chinchilla, hoffmann_grid,
 from .approaches import ComputeOptimalFit, envelope, isoflop
 from .bootstrap import BootstrapResult, bootstrap
 from .backtest import BacktestResult, backtest
+from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
     "PowerLaw", "ChinchillaLaw", "KaplanLaw", "ComputeOptimalFit", "BootstrapResult", "BacktestResult",
+    "frontier", "interpolated_flops_per_token", "isoflop_bootstrap",
     "hoffmann_grid", "ScalingFitWarning", "IdentifiabilityWarning", "ExtrapolationWarning",
 ]

@@ -89,7 +89,7 @@ def _power_laws(approach, budgets, N_opt, D_opt, L_min, **extra) -> ComputeOptim
         D_opt_per_budget=tuple(map(float, D_opt)), L_min_per_budget=tuple(map(float, L_min)), **extra)
 
 
-def _group_budgets(C: np.ndarray, rtol: float = 1e-6) -> list[np.ndarray]:
+def group_budgets(C: np.ndarray, rtol: float = 1e-6) -> list[np.ndarray]:
     """Indices of runs sharing a FLOP budget (equal to ``rtol`` in log space), by increasing C."""
     order = np.argsort(C)
     groups, current = [], [order[0]]
@@ -136,7 +136,7 @@ def isoflop(C, N, L, *, D=None, flops_per_token: Callable | None = None) -> Comp
     """
     C, N, L, D = _validated(C=C, N=N, L=L, D=D)
     budgets, N_opt, D_opt, L_min, parabolas, at_edge, skipped = [], [], [], [], [], [], []
-    for index in _group_budgets(C):
+    for index in group_budgets(C):
         budget = float(np.exp(np.mean(np.log(C[index]))))
         log_N = np.log(N[index])
         if len(index) < 4:

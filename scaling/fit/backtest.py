@@ -14,7 +14,7 @@ import numpy as np
 
 from ._common import format_table
 from ._validate import as_positive_1d
-from .approaches import _group_budgets, envelope, isoflop
+from .approaches import group_budgets, envelope, isoflop
 from .laws import chinchilla, kaplan, power_law
 
 __all__ = ["BacktestResult", "backtest", "held_out_mask"]
@@ -120,7 +120,7 @@ def backtest(fitter: Callable, *arrays, holdout=0.2, compute=None, **fit_kwargs)
     law = fitter(*[a[~mask] for a in numpy_arrays], **fit_kwargs)
     test = [a[mask] for a in numpy_arrays]
     if fitter is isoflop:
-        reference = isoflop(*test, **fit_kwargs) if len(_group_budgets(test[0])) >= 2 else None
+        reference = isoflop(*test, **fit_kwargs) if len(group_budgets(test[0])) >= 2 else None
         if reference is None:
             budgets, N_actual = _single_budget_minimum(*test)
         else:
