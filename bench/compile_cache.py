@@ -4,7 +4,7 @@
     python bench/compile_cache.py --shape 512,8,8,16 --json out.json
 
 Runs three fresh child processes, one after the other, each building scaling's training step
-(`scaling.train.train_step_for`, as a run does) and timing its first call:
+(`scaling.step.train_step_for`, as a run does) and timing its first call:
   1. no persistent cache (jax_compilation_cache_dir unset),
   2. cache enabled on an EMPTY directory (cold: compiles and writes the entry),
   3. cache enabled on the same directory again (warm: reads the entry instead of compiling).
@@ -39,10 +39,9 @@ def child(args) -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     import numpy as np
 
-    from scaling.config import RunConfig, TrainConfig
+    from scaling.config import ModelConfig, RunConfig, TrainConfig
     from scaling.data import DataConfig
-    from scaling.model import ModelConfig
-    from scaling.train import data_mesh, train_step_for
+    from scaling.step import data_mesh, train_step_for
 
     d, layers, heads, batch = (int(v) for v in args.shape.split(","))
     cfg = ModelConfig(d_model=d, n_layers=layers, n_heads=heads, vocab_size=256, seq_len=256)

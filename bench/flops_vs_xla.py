@@ -5,7 +5,7 @@ count, beside XLA's own count of the compiled training step.
 
 XLA counts what the program computes: the embedding gather as zero and, of the T x T
 attention scores, only the blocks the causal attention computes
-(`scaling.model.attention_work_fraction`). So the table prints both the counts as written and
+(`scaling.attention.attention_work_fraction`). So the table prints both the counts as written and
 "palm@impl": PaLM's count with its attention term at the computed fraction.
 """
 
@@ -18,10 +18,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scaling import flops  # noqa: E402
-from scaling.config import RunConfig, TrainConfig  # noqa: E402
+from scaling.attention import attention_work_fraction  # noqa: E402
+from scaling.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from scaling.data import DataConfig  # noqa: E402
-from scaling.model import ModelConfig, attention_work_fraction  # noqa: E402
-from scaling.train import step_xla_flops  # noqa: E402
+from scaling.step import step_xla_flops  # noqa: E402
 
 BATCH = 4
 MEMBERS = [

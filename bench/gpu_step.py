@@ -7,7 +7,7 @@
 Self-contained: no network, no pip install (the repository root is put on sys.path), only
 jax/flax/optax APIs present in jax 0.10 and 0.11. The model computes in bfloat16
 (ModelConfig.dtype="bfloat16") with float32 master weights; the step is scaling's own
-(`scaling.train.train_step_for`: jit, donated state, AdamW + clip, lr a traced argument),
+(`scaling.step.train_step_for`: jit, donated state, AdamW + clip, lr a traced argument),
 built by `bench/train_step.py`'s `scaling_step`, as in the CPU benchmark.
 
 What it does (a few minutes on an H100):
@@ -38,10 +38,11 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from train_step import scaling_step  # noqa: E402  (bench/train_step.py: scaling's own compiled step)
 
 from scaling import flops as flops_lib  # noqa: E402
-from scaling.model import ModelConfig, init  # noqa: E402
-from train_step import scaling_step  # noqa: E402  (bench/train_step.py: scaling's own compiled step)
+from scaling.config import ModelConfig  # noqa: E402
+from scaling.model import init  # noqa: E402
 
 
 def text_batch(batch: int, seq_len: int) -> np.ndarray:
@@ -69,7 +70,7 @@ def eval_loss(cfg: ModelConfig, params, rest, tokens) -> float:
     """Mean next-token loss of `cfg`'s model with the given parameters (no update)."""
     from flax import nnx
 
-    from scaling.train import token_losses
+    from scaling.step import token_losses
 
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(cfg)), nnx.Param, ...)
     loss = jax.jit(lambda p, r, t: token_losses(graphdef, p, r, t)[0].mean())

@@ -5,7 +5,7 @@
     python bench/train_step.py --no-torch            # scaling's step only
 
 For every shape (d_model, n_layers, n_heads, batch; T = 256, V = 256, float32) it times
-scaling's training step (`scaling.train.train_step_for`, the step every run uses: jitted,
+scaling's training step (`scaling.step.train_step_for`, the step every run uses: jitted,
 donated buffers, AdamW + global-norm clipping, lr a traced argument; if scaling.train cannot
 be imported, a faithful copy of it below) and the nanoGPT-style PyTorch model of
 bench/torch_gpt.py (eager, causal F.scaled_dot_product_attention, torch.optim.AdamW),
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
@@ -52,7 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scaling import flops as flops_lib  # noqa: E402
-from scaling.model import ModelConfig  # noqa: E402
+from scaling.config import ModelConfig  # noqa: E402
 
 DEFAULT_SHAPES = ["256,4,4,16", "384,6,6,16", "512,8,8,16"]
 
@@ -70,7 +69,7 @@ def scaling_step(cfg: ModelConfig, batch: int):
     """(step, params, opt_state, rest, source): the library's own cached, compiled step."""
     from scaling.config import RunConfig, TrainConfig
     from scaling.data import DataConfig
-    from scaling.train import data_mesh, train_step_for
+    from scaling.step import data_mesh, train_step_for
 
     run_cfg = RunConfig(model=cfg, data=DataConfig(),
                         train=TrainConfig(tokens=batch * cfg.seq_len * 10, global_batch_size=batch))
@@ -81,7 +80,7 @@ def scaling_step(cfg: ModelConfig, batch: int):
         p, o, m = compiled.step(params, opt_state, rest, tokens, lr)
         return p, o, m["loss"]
 
-    return step, params, opt_state, rest, "scaling.train.train_step_for"
+    return step, params, opt_state, rest, "scaling.step.train_step_for"
 
 
 class JaxRunner:
@@ -102,7 +101,6 @@ class JaxRunner:
 class TorchRunner:
     def __init__(self, cfg: ModelConfig, batch: int, tokens: np.ndarray):
         import torch
-
         from torch_gpt import GPT, make_step
 
         torch.manual_seed(0)

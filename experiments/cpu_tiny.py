@@ -6,9 +6,8 @@ Measured (2 shared Xeon cores, 1 process): see the README / tests/test_train.py 
 numbers; the validation loss ends well below the corpus's unigram entropy (~3.1 nats).
 """
 
-from scaling.config import RunConfig, TrainConfig
+from scaling.config import ModelConfig, RunConfig, TrainConfig
 from scaling.data import DataConfig
-from scaling.model import ModelConfig
 
 
 def get_config() -> RunConfig:

@@ -10,9 +10,8 @@ shape; drop the last budget for ~10 minutes.
 Swap in TFDS text (data=DataConfig(source="tfds", name="lm1b", tokenizer=...)) for real text.
 """
 
-from scaling.config import TrainConfig
+from scaling.config import ModelConfig, TrainConfig
 from scaling.data import DataConfig
-from scaling.model import ModelConfig
 from scaling.sweep import SweepConfig
 
 

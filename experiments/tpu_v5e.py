@@ -16,9 +16,8 @@ Budgets 1e16..1e18 FLOPs (7.2e18 in all): a v5e-8 at ~40% MFU of 8 x 197 TFLOP/s
 
 import os
 
-from scaling.config import TrainConfig
+from scaling.config import ModelConfig, TrainConfig
 from scaling.data import DataConfig
-from scaling.model import ModelConfig
 from scaling.sweep import SweepConfig
 
 

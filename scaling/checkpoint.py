@@ -26,7 +26,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath
+
+from scaling import paths
 
 EXIT_OK = 0
 EXIT_DIVERGED = 3
@@ -42,12 +43,9 @@ class Checkpointer:
     """A thin wrapper over `ocp.CheckpointManager` for (state, meta) checkpoints."""
 
     def __init__(self, directory, *, keep: int = 2, async_save: bool = True):
-        directory = epath.Path(directory)
-        if "://" not in str(directory):
-            # Orbax's tensorstore layer rejects relative local paths ("Checkpoint path should
-            # be absolute"), and `--out runs/x` is what users type.
-            directory = directory.absolute()
-        self.directory = directory
+        # Orbax's tensorstore layer rejects relative local paths ("Checkpoint path should be
+        # absolute"), and `--out runs/x` is what users type.
+        self.directory = paths.path(paths.absolute(directory))
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.directory, options=options)

@@ -31,13 +31,11 @@ def cmd_flops(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from scaling.config import RunConfig, load_experiment, override
+    from scaling import experiment
+    from scaling.config import RunConfig
 
-    cfg = load_experiment(args.experiment)
-    if not isinstance(cfg, RunConfig):
-        raise ValueError(f"experiment={args.experiment!r}: get_config() must return a RunConfig, "
-                         f"got {type(cfg).__name__}")
-    cfg = override(cfg, args.set)  # unknown keys / bad values fail here, before any compile
+    # unknown keys / bad values fail here, before any compile
+    cfg = experiment.load(args.experiment, args.set, expect=RunConfig)
     if args.distributed or args.coordinator is not None:
         from scaling.checkpoint import initialize_distributed
 
@@ -64,50 +62,50 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from scaling import sweep
+    from scaling import experiment, sweep
 
-    cfg = sweep.load_sweep(args.experiment, args.set)
+    cfg = experiment.load(args.experiment, args.set, expect=sweep.SweepConfig)
     if args.plan_only:
-        runs = sweep.plan(cfg)
-        fps, source = sweep.measured_flops_per_s()
-        print(sweep.format_plan(runs, flops_per_s=fps, source=source))
+        from scaling.sweep.throughput import measured_flops_per_s
+
+        fps, source = measured_flops_per_s()
+        print(sweep.format_plan(sweep.plan(cfg), flops_per_s=fps, source=source))
         return 0
     if args.distributed or args.coordinator is not None:
         from scaling.checkpoint import initialize_distributed
 
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    from scaling import checkpoint
+    from scaling import checkpoint, paths, pipeline
+    from scaling.sweep.run import run_sweep
 
-    res = sweep.run_sweep(cfg, args.out, worker=args.worker, workers=args.workers, per_host=args.per_host)
+    res = run_sweep(cfg, args.out, worker=args.worker, workers=args.workers, per_host=args.per_host)
     if res.preempted:
         return checkpoint.EXIT_PREEMPTED
     if res.done and not args.no_fit:
-        from scaling import report
-
-        report.summarize(args.out, budget=args.budget, n_bootstrap=args.bootstrap,
-                         plot_dir=f"{args.out.rstrip('/')}/plots")
+        pipeline.summarize(args.out, budget=args.budget, n_bootstrap=args.bootstrap,
+                           plot_dir=paths.join(args.out, "plots"))
     return checkpoint.EXIT_OK
 
 
 def cmd_fit(args) -> int:
-    from scaling import report
+    from scaling import pipeline
 
-    report.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric)
+    pipeline.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from scaling import report
+    from scaling import pipeline
 
-    report.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric,
+    pipeline.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric,
                      plot_dir=args.out, write=False)
     return 0
 
 
 def cmd_demo(args) -> int:
-    from scaling import sweep
+    from scaling import pipeline
 
-    return 0 if sweep.demo(args.budget, args.out, forecast_budget=args.forecast) is not None else 75
+    return 0 if pipeline.demo(args.budget, args.out, forecast_budget=args.forecast) is not None else 75
 
 
 def _add_sweep_commands(sub) -> None:

@@ -1,30 +1,140 @@
-"""Run configuration: what one training run is, as frozen, validated dataclasses.
+"""What one training run is: frozen, validated dataclasses, importable without JAX.
 
-Config as code (as big_vision and the Flax examples do): an experiment file is Python with a
-`get_config()` returning a `RunConfig` (or, for sweeps, a `SweepConfig` from
-`scaling.sweep`). `override(cfg, ["train.lr=3e-4", "model.d_model=512"])` applies
-command-line `--set key=value` pairs, rejecting unknown keys and bad values by name before
-anything compiles.
+`ModelConfig` fixes a family member's shape (and so its N and FLOPs), `TrainConfig` the
+optimisation and run length, `RunConfig` the whole run (model, data, train). They live apart
+from the Flax model (as flax's own examples keep configs apart from modules) so that
+`scaling.flops`, `scaling.family` and sweep planning import in milliseconds, without JAX.
+
+Every field is checked in `__post_init__` (`scaling.validate`): a bad value raises
+`ValueError("Config.field=value: why")` before anything compiles. Experiment files and
+`--set` overrides: `scaling.experiment`.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
 import math
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from scaling.data import DataConfig
-from scaling.model import ModelConfig
+from scaling.data.config import DataConfig
+from scaling.schedules import COOLDOWN_SHAPES as COOLDOWNS
+from scaling.schedules import SCHEDULES
+from scaling.validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_optional_int,
+    fail,
+    file_name,
+    is_int,
+)
 
-SCHEDULES = ("cosine", "wsd", "constant")
-COOLDOWNS = ("linear", "1-sqrt")
+FFN_KINDS = ("gelu", "swiglu")
+POSITION_KINDS = ("learned", "rotary")
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_KINDS = ("auto", "blocked", "cudnn")
+# The FLOP accountings of `scaling.flops` (listed here so that configs validate without it).
+FLOPS_METHODS = ("6n", "kaplan", "chinchilla", "palm")
 
 
-def _fail(cls: str, field: str, value, why: str):
-    raise ValueError(f"{cls}.{field}={value!r}: {why}")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Everything that fixes a family member's shape (and so its N and its FLOPs).
+
+    Fields:
+      d_model: residual width D.
+      n_layers: number of distinct Transformer blocks.
+      n_heads: attention heads H.
+      d_ff: FFN hidden width F; None means `ffn_ratio * d_model` (4 for GELU as in GPT-2;
+        for SwiGLU the same default is kept so the FLOPs of the two are comparable only if
+        the caller sets d_ff = 8/3 d_model, as LLaMA does).
+      vocab_size: V.
+      seq_len: context length T the model is trained at.
+      head_dim: K; None means d_model // n_heads (then d_model must be divisible by
+        n_heads). Set it to decouple d_attn = H*K from D, as Chinchilla's "kv_size" does.
+      ffn: "gelu" (default) or "swiglu" (Shazeer 2020).
+      tie_embeddings: output logits use the token embedding matrix (GPT-2) when True.
+      positions: "learned" absolute positions (GPT-2) or "rotary" (Su et al. 2021).
+      loops: how many times the stack is applied with shared weights (>= 1).
+      use_bias: biases in Linear and LayerNorm layers (GPT-2 has them; nanodo does not).
+      dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32 (master
+        weights), so bf16 compute is mixed precision.
+      rope_base: rotary frequency base.
+      attention: which kernel computes the (same) causal attention: "blocked" (XLA einsums
+        over query blocks, skipping fully masked key blocks; fastest on CPU), "cudnn"
+        (`jax.nn.dot_product_attention(implementation="cudnn")`, flash attention on NVIDIA
+        GPUs, bf16/fp16 only), or "auto" (cudnn on a GPU in bf16/fp16, else blocked).
+    """
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int | None = None
+    vocab_size: int = 256
+    seq_len: int = 256
+    head_dim: int | None = None
+    ffn_ratio: float = 4.0
+    ffn: Literal["gelu", "swiglu"] = "gelu"
+    tie_embeddings: bool = True
+    positions: Literal["learned", "rotary"] = "learned"
+    loops: int = 1
+    use_bias: bool = False
+    dtype: str = "float32"
+    rope_base: float = 10_000.0
+    init_std: float = 0.02
+    attention: Literal["auto", "blocked", "cudnn"] = "auto"
+
+    def __post_init__(self):
+        c = "ModelConfig"
+        for name in ("d_model", "n_layers", "n_heads", "vocab_size", "seq_len", "loops"):
+            check_int(c, name, getattr(self, name), low=1, why="must be a positive int")
+        for name in ("d_ff", "head_dim"):
+            check_optional_int(c, name, getattr(self, name))
+        check_number(c, "ffn_ratio", self.ffn_ratio, low=0, low_open=True, why="must be positive")
+        check_number(c, "init_std", self.init_std, low=0, low_open=True, why="must be positive")
+        check_number(c, "rope_base", self.rope_base, low=1, low_open=True, why="must be > 1")
+        if self.head_dim is None and self.d_model % self.n_heads:
+            fail(c, "d_model", self.d_model, f"must be divisible by n_heads={self.n_heads} "
+                 "(or set head_dim explicitly)")
+        check_choice(c, "ffn", self.ffn, FFN_KINDS)
+        check_choice(c, "positions", self.positions, POSITION_KINDS)
+        if self.positions == "rotary" and self.k % 2:
+            fail(c, "head_dim", self.k, "rotary positions need an even head dimension")
+        check_choice(c, "dtype", self.dtype, DTYPES)
+        check_choice(c, "attention", self.attention, ATTENTION_KINDS)
+        if self.attention == "cudnn" and self.dtype == "float32":
+            fail(c, "attention", self.attention, "cuDNN flash attention needs dtype bfloat16 or float16")
+        check_bool(c, "tie_embeddings", self.tie_embeddings)
+        check_bool(c, "use_bias", self.use_bias)
+        if self.d_ff is None and int(round(self.ffn_ratio * self.d_model)) <= 0:
+            fail(c, "ffn_ratio", self.ffn_ratio, "gives an empty FFN")
+
+    # Derived sizes: read these, never recompute them elsewhere.
+    @property
+    def k(self) -> int:
+        """Head dimension K."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def d_attn(self) -> int:
+        """Width of queries/keys/values across heads, H*K (Kaplan's d_attn)."""
+        return self.n_heads * self.k
+
+    @property
+    def f(self) -> int:
+        """FFN hidden width F."""
+        return self.d_ff if self.d_ff is not None else int(round(self.ffn_ratio * self.d_model))
+
+    @property
+    def compute_dtype(self):
+        """The compute dtype as a JAX dtype (imported here: this module stays free of JAX)."""
+        import jax.numpy as jnp
+
+        return jnp.dtype(self.dtype)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,44 +185,32 @@ class TrainConfig:
         c = "TrainConfig"
         for name in ("tokens", "global_batch_size", "grad_accum", "eval_batches", "keep_checkpoints",
                      "exact_match_span", "log_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                _fail(c, name, v, "must be a positive int")
+            check_int(c, name, getattr(self, name), low=1)
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                _fail(c, name, v, "must be a non-negative int")
+            check_int(c, name, getattr(self, name), low=0)
+        check_optional_int(c, "eval_batch_size", self.eval_batch_size)
         for name in ("lr", "eps"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                _fail(c, name, v, "must be a positive finite number")
+            check_number(c, name, getattr(self, name), low=0, low_open=True)
         for name in ("weight_decay", "grad_clip"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                _fail(c, name, v, "must be a non-negative finite number")
-        for name in ("final_lr_frac", "beta1", "beta2"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0 <= v < 1 + (name == "final_lr_frac")):
-                _fail(c, name, v, "must be in [0, 1]" if name == "final_lr_frac" else "must be in [0, 1)")
-        if not 0 < self.cooldown_frac <= 1:
-            _fail(c, "cooldown_frac", self.cooldown_frac, "must be in (0, 1]")
-        if self.divergence_factor <= 1:
-            _fail(c, "divergence_factor", self.divergence_factor, "must be > 1")
-        if self.schedule not in SCHEDULES:
-            _fail(c, "schedule", self.schedule, f"must be one of {SCHEDULES}")
-        if self.cooldown_shape not in COOLDOWNS:
-            _fail(c, "cooldown_shape", self.cooldown_shape, f"must be one of {COOLDOWNS}")
-        if self.flops_method not in ("6n", "kaplan", "chinchilla", "palm"):
-            _fail(c, "flops_method", self.flops_method, "must be one of 6n, kaplan, chinchilla, palm")
+            check_number(c, name, getattr(self, name), low=0)
+        check_number(c, "final_lr_frac", self.final_lr_frac, low=0, high=1)
+        for name in ("beta1", "beta2"):
+            check_number(c, name, getattr(self, name), low=0, high=1, high_open=True)
+        check_number(c, "cooldown_frac", self.cooldown_frac, low=0, high=1, low_open=True)
+        check_number(c, "divergence_factor", self.divergence_factor, low=1, low_open=True, why="must be > 1")
+        check_choice(c, "schedule", self.schedule, SCHEDULES)
+        check_choice(c, "cooldown_shape", self.cooldown_shape, COOLDOWNS)
+        check_choice(c, "flops_method", self.flops_method, FLOPS_METHODS)
+        check_bool(c, "progress", self.progress)
         if self.global_batch_size % self.grad_accum:
-            _fail(c, "grad_accum", self.grad_accum,
-                  f"must divide global_batch_size={self.global_batch_size}")
+            fail(c, "grad_accum", self.grad_accum, f"must divide global_batch_size={self.global_batch_size}")
         if self.wsd_branches:
             if self.schedule != "wsd":
-                _fail(c, "wsd_branches", self.wsd_branches, "need schedule='wsd'")
+                fail(c, "wsd_branches", self.wsd_branches, "need schedule='wsd'")
             for b in self.wsd_branches:
-                if isinstance(b, bool) or not isinstance(b, int) or not 0 < b < self.tokens:
-                    _fail(c, "wsd_branches", self.wsd_branches, f"each must be an int token count in (0, tokens={self.tokens})")
+                if not is_int(b) or not 0 < b < self.tokens:
+                    fail(c, "wsd_branches", self.wsd_branches,
+                         f"each must be an int token count in (0, tokens={self.tokens})")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -128,8 +226,10 @@ class RunConfig:
     name: str = "run"
 
     def __post_init__(self):
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            _fail("RunConfig", "name", self.name, "must be a non-empty file name")
+        file_name("RunConfig", "name", self.name)
+        for name, cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls):
+                fail("RunConfig", name, getattr(self, name), f"must be a {cls.__name__}")
 
     def steps(self) -> int:
         """Optimizer steps for the run's token budget."""
@@ -137,71 +237,6 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
-
-
-# ---------------------------------------------------------------------------------------
-# Experiment files and --set overrides
-
-
-def load_experiment(path: str | Path, **kwargs) -> Any:
-    """Import an experiment file and return its `get_config(**kwargs)`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"experiment={str(path)!r}: no such file")
-    spec = importlib.util.spec_from_file_location(f"scaling_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"experiment={str(path)!r}: defines no get_config()")
-    return module.get_config(**kwargs)
-
-
-def _parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # bare strings: --set data.source=synthetic
-
-
-def _coerce(cls_name: str, field: dataclasses.Field, key: str, value):
-    """Check `value` against the field's declared type, converting the harmless cases."""
-    current_type = str(field.type)
-    if "tuple" in current_type and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if current_type.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if current_type.startswith("int") and isinstance(value, float) and value.is_integer() and "float" not in current_type:
-        return int(value)  # 1e6 tokens
-    if current_type.startswith("bool") and not isinstance(value, bool):
-        raise ValueError(f"--set {key}={value!r}: must be True or False")
-    return value
-
-
-def override(cfg, assignments: list[str]):
-    """Apply 'a.b=value' assignments to a tree of frozen dataclasses, validating each."""
-    for assignment in assignments:
-        if "=" not in assignment:
-            raise ValueError(f"--set {assignment!r}: expected key=value")
-        key, text = assignment.split("=", 1)
-        cfg = _set_path(cfg, key.strip().split("."), key.strip(), _parse_value(text.strip()))
-    return cfg
-
-
-def _set_path(node, parts: list[str], key: str, value):
-    if not dataclasses.is_dataclass(node):
-        raise ValueError(f"--set {key}: {type(node).__name__} has no fields")
-    fields = {f.name: f for f in dataclasses.fields(node)}
-    head = parts[0]
-    if head not in fields:
-        raise ValueError(f"--set {key}: unknown key {head!r} in {type(node).__name__} "
-                         f"(known: {', '.join(sorted(fields))})")
-    if len(parts) > 1:
-        return dataclasses.replace(node, **{head: _set_path(getattr(node, head), parts[1:], key, value)})
-    value = _coerce(type(node).__name__, fields[head], key, value)
-    try:
-        return dataclasses.replace(node, **{head: value})
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"--set {key}={value!r}: {e}") from None
 
 
 def to_dict(cfg) -> dict:

@@ -15,8 +15,8 @@ import itertools
 import math
 from typing import Iterable, Literal
 
+from scaling.config import ModelConfig
 from scaling.flops import param_counts
-from scaling.model import ModelConfig
 
 
 def _check_positive(name: str, values: Iterable) -> list:

@@ -21,9 +21,9 @@ import math
 import time
 from typing import Callable, Literal
 
-from scaling.model import ModelConfig
+from scaling.config import FLOPS_METHODS, ModelConfig
 
-METHODS = ("6n", "kaplan", "chinchilla", "palm")
+METHODS = FLOPS_METHODS
 Method = Literal["6n", "kaplan", "chinchilla", "palm"]
 
 
@@ -159,6 +159,27 @@ def per_token(cfg: ModelConfig, method: Method = "chinchilla", *, n: Literal["to
         attention = 12.0 * layers * cfg.n_heads * cfg.k * cfg.seq_len
         train = 6.0 * N + (0.5 if causal else 1.0) * attention
     return train if training else train / 3.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _per_token_table(cfg: ModelConfig, causal: bool) -> tuple[tuple[str, float], ...]:
+    table = [(f"flops_{m}", per_token(cfg, m, causal=causal)) for m in METHODS]
+    table.append(("flops_6n_non_embedding", per_token(cfg, "6n", n="non_embedding")))
+    return tuple(table)
+
+
+def counts(cfg: ModelConfig, tokens: float, method: Method = "chinchilla", *, causal: bool = False) -> dict[str, float]:
+    """Every training-FLOP count of `tokens` tokens of `cfg`, side by side: the one function
+    hooks, training points and sweep rows ask, so that a table's C columns always agree.
+
+    Keys: "flops" (by `method`, the run's own accounting), "flops_6n", "flops_kaplan",
+    "flops_chinchilla", "flops_palm" (each `per_token(cfg, m) x tokens`) and
+    "flops_6n_non_embedding" (6 x Kaplan's non-embedding N x tokens). Cached per config.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: must be one of {METHODS}")
+    out = {key: tokens * c for key, c in _per_token_table(cfg, causal)}
+    return {"flops": out[f"flops_{method}"], **out}
 
 
 def per_step(cfg: ModelConfig, global_batch_size: int, method: Method = "chinchilla", **kwargs) -> float:

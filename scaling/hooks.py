@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from scaling import flops as flops_lib
-from scaling.model import ModelConfig
+from scaling.config import ModelConfig
 
 
 @dataclasses.dataclass
@@ -53,8 +53,8 @@ def call_hooks(hooks, event: StepEvent) -> dict[str, float]:
 class FlopAccounting:
     """Accumulates tokens, FLOPs and time; reports achieved FLOP/s and MFU every step.
 
-    FLOPs per token come from `scaling.flops.per_token(cfg, method, ...)`: the count is
-    written once there, this hook only multiplies. `peak_flops` is the peak of ALL devices
+    FLOPs come from `scaling.flops.counts(cfg, tokens, method)`: every count is written once
+    there, this hook only accumulates tokens and time. `peak_flops` is the peak of ALL devices
     the step runs on (`scaling.flops.peak_flops_total()`), so MFU is total/total.
     Every accounting method is accumulated side by side (`flops_<method>`), because a sweep
     table wants C by each count; `method` picks the one that drives `flops` and MFU.
@@ -62,9 +62,9 @@ class FlopAccounting:
 
     def __init__(self, cfg: ModelConfig, *, method: flops_lib.Method = "chinchilla",
                  peak_flops: float | None = None, causal: bool = False):
+        self.cfg = cfg
         self.method = method
-        self.per_token = {m: flops_lib.per_token(cfg, m, causal=causal) for m in flops_lib.METHODS}
-        self.per_token_6n_non_embedding = flops_lib.per_token(cfg, "6n", n="non_embedding")
+        self.causal = causal
         self.peak_flops = peak_flops
         self.tokens = 0
         self.seconds = 0.0
@@ -72,12 +72,9 @@ class FlopAccounting:
     def __call__(self, event: StepEvent) -> dict[str, float]:
         self.tokens += event.tokens
         self.seconds += event.seconds
-        step_flops = event.tokens * self.per_token[self.method]
-        out = {"tokens": float(self.tokens), "flops": self.tokens * self.per_token[self.method]}
-        for m, c in self.per_token.items():
-            out[f"flops_{m}"] = self.tokens * c
-        out["flops_6n_non_embedding"] = self.tokens * self.per_token_6n_non_embedding
+        out = {"tokens": float(self.tokens), **flops_lib.counts(self.cfg, self.tokens, self.method, causal=self.causal)}
         if event.seconds > 0:
+            step_flops = flops_lib.counts(self.cfg, event.tokens, self.method, causal=self.causal)["flops"]
             out["tokens_per_s"] = event.tokens / event.seconds
             out["flops_per_s"] = step_flops / event.seconds
             if self.peak_flops:

@@ -8,7 +8,7 @@ evaluations (`"kind": "eval"`), WSD branch points (`"kind": "branch"`), and the 
 line that belongs after k (steps > k; branch lines whose fork step is > k), so a restarted
 run has each step exactly once.
 
-Paths may be local or remote (`gs://...`): every file operation goes through `etils.epath`
+Paths may be local or remote (`gs://...`): every file operation goes through `scaling.paths`
 (TensorBoard's event files too, see `TensorBoardWriter`). Remote files cannot be appended
 to, so there the writer keeps the lines in memory and rewrites the file on `flush()` (the
 loop flushes at every checkpoint and at the end). Rewrites are atomic (a temporary file,
@@ -23,21 +23,9 @@ import math
 import os
 from typing import Any, Mapping
 
-from etils import epath
-
+from scaling import paths
 from scaling.hooks import StepEvent
-
-
-def _is_local(path) -> bool:
-    return "://" not in str(path)
-
-
-def write_atomic(path, text: str) -> None:
-    """Write `text` to `path` (epath) through a temporary sibling and a rename."""
-    path = epath.Path(path)
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
+from scaling.paths import is_local, write_atomic
 
 
 def _clean(value: Any) -> Any:
@@ -52,7 +40,7 @@ def line_position(line: Mapping[str, Any]) -> int:
 
 
 def read_jsonl(path) -> list[dict]:
-    path = epath.Path(path)
+    path = paths.path(path)
     if not path.exists():
         return []
     out = []
@@ -71,9 +59,9 @@ class JsonlWriter:
     """Appends one line per step (a hook) and any other record via `write(record)`."""
 
     def __init__(self, path, *, resume_step: int | None = None, log_every: int = 1):
-        self.path = epath.Path(path)
+        self.path = paths.path(path)
         self.log_every = log_every
-        self.local = _is_local(path)
+        self.local = is_local(path)
         kept: list[dict] = []
         if resume_step is not None:
             kept = [line for line in read_jsonl(self.path) if line_position(line) <= resume_step]
@@ -117,7 +105,7 @@ class _EpathRecordFile:
     (what tensorboardX's own S3/GCS writers do), through `etils.epath`."""
 
     def __init__(self, path: str):
-        self.path = epath.Path(path)
+        self.path = paths.path(path)
         self.buffer = io.BytesIO()
 
     def write(self, data: bytes) -> None:
@@ -135,7 +123,7 @@ class _EpathRecordFactory:
         return _EpathRecordFile(path)
 
     def directory_check(self, path: str) -> None:
-        epath.Path(path).mkdir(parents=True, exist_ok=True)
+        paths.path(path).mkdir(parents=True, exist_ok=True)
 
 
 class TensorBoardWriter:
@@ -151,11 +139,10 @@ class TensorBoardWriter:
     """
 
     def __init__(self, logdir, *, log_every: int = 1, resume_step: int | None = None):
-        from tensorboardX import SummaryWriter
-        from tensorboardX import record_writer
+        from tensorboardX import SummaryWriter, record_writer
 
         logdir = str(logdir)
-        if not _is_local(logdir):
+        if not is_local(logdir):
             record_writer.register_writer_factory(logdir.split("://")[0], _EpathRecordFactory())
         self.writer = SummaryWriter(logdir, purge_step=resume_step + 1 if resume_step else None,
                                     filename_suffix=f".{resume_step or 0:010d}.{os.getpid()}")
@@ -215,7 +202,7 @@ def read_tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
 
     from tensorboardX.proto import event_pb2
 
-    logdir = epath.Path(logdir)
+    logdir = paths.path(logdir)
     out: dict[str, dict[int, float]] = {}
     if not logdir.exists():
         return out

@@ -16,11 +16,12 @@ Plotting never trains and never fits: every number drawn comes from the report.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 
 import numpy as np
 
+from scaling import paths
 from scaling.fit import frontier
 from scaling.report import Report
 
@@ -51,8 +52,11 @@ def _budget(r: dict) -> float:
 
 
 def _save(fig, path):
+    """PNG to `path` (local or gs://: rendered in memory, written through `scaling.paths`)."""
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        paths.write_atomic(path, buffer.getvalue())
     return fig
 
 
@@ -237,13 +241,12 @@ PLOTS = {"isoflop.png": plot_isoflop, "loss_vs_compute.png": plot_frontier,
 
 
 def plot_all(rep: Report, out_dir) -> list[str]:
-    """Every figure as a PNG under `out_dir` (created); returns the paths."""
+    """Every figure as a PNG under `out_dir` (created; local or gs://); returns the paths."""
     plt = _plt()
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
+    paths.makedirs(out_dir)
+    written = []
     for name, fn in PLOTS.items():
-        path = os.path.join(str(out_dir), name)
-        fig = fn(rep, path)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        path = paths.join(out_dir, name)
+        plt.close(fn(rep, path))
+        written.append(path)
+    return written

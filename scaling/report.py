@@ -19,13 +19,12 @@ forecast's D_opt = C / per_token(N_opt), with per_token interpolated over the fa
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 
-from scaling.results import finite
+from scaling.results import finite, usable
 
 LIMITS = (
     "What this law does not tell you:\n"
@@ -36,18 +35,6 @@ LIMITS = (
     "  - other data, tokenizers, architectures or recipes (learning rate, batch size, schedule):\n"
     "    the constants and exponents belong to this exact setup."
 )
-
-
-def usable(rows: Sequence[dict], metric: str = "val_loss") -> list[dict]:
-    """Finished rows with a finite, positive metric and positive N, D, C."""
-    out = []
-    for r in rows:
-        if r.get("status", "finished") != "finished":
-            continue
-        if not all(finite(r.get(k)) and r.get(k) > 0 for k in (metric, "N", "D", "C")):
-            continue
-        out.append(r)
-    return out
 
 
 @dataclasses.dataclass
@@ -256,28 +243,3 @@ def format_report(rep: Report) -> str:
         out.append("\nNotes:\n" + "\n".join(f"  - {n}" for n in rep.notes))
     out.append("\n" + LIMITS)
     return "\n".join(out)
-
-
-def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, seed: int = 0,
-              metric: str = "val_loss", plot_dir=None, write: bool = True) -> Report:
-    """Read a sweep's table, fit, print the report (also saved as report.txt next to the
-    table when `write`), and draw the figures into `plot_dir` when given."""
-    from scaling import results as results_lib
-
-    rows = results_lib.read_rows(path)
-    if not rows:
-        raise ValueError(f"results={str(path)!r}: no rows (is it a sweep directory or a results.jsonl?)")
-    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
-    text = format_report(rep)
-    print(text, flush=True)
-    if write:
-        try:
-            results_lib.results_path(path).parent.joinpath("report.txt").write_text(text + "\n")
-        except OSError:
-            pass
-    if plot_dir is not None:
-        from scaling import plot
-
-        paths = plot.plot_all(rep, plot_dir)
-        print("\nplots: " + ", ".join(str(p) for p in paths), flush=True)
-    return rep

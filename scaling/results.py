@@ -22,6 +22,13 @@ Atomic appends, and why they hold:
   it or nothing). ``read_rows`` merges ``results.jsonl`` and ``rows/``; ``consolidate`` writes
   the merged table to ``results.jsonl`` (the sweep does this when it writes DONE).
 
+Columns (`make_rows`, the one place that defines them): the run's identity and recipe
+(run_id, status, budget, N, N_non_embedding, N_embedding, D_planned, flops_method, shape,
+batch, lr, schedule, data_source, config as JSON), the point (branch, step, D, C by the run's
+accounting and C_<method> by every accounting of `scaling.flops.counts`, tokens_per_param)
+and its measurements (train_loss, val_loss, val_bpb, val_accuracy, val_exact_match,
+wall_s, mfu).
+
 Reading deduplicates by ``(run_id, branch)``, keeping the last row written: appending the same
 point twice (a run whose row was written just before the worker was killed) is harmless.
 """
@@ -31,20 +38,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+from scaling import flops as flops_lib
+from scaling import paths
+from scaling.config import to_dict
 
 RESULTS_FILE = "results.jsonl"
 ROWS_DIR = "rows"
-
-
-def _epath(path):
-    from etils import epath
-
-    return epath.Path(path)
-
-
-def _is_local(path) -> bool:
-    return "://" not in str(path)
 
 
 def _json_safe(value):
@@ -90,11 +91,11 @@ def append_row(out_dir, row: dict) -> None:
     if "run_id" not in row:
         raise ValueError(f"row: has no run_id (keys: {sorted(row)})")
     data = encode_row(row)
-    if _is_local(out_dir):
+    if paths.is_local(out_dir):
         os.makedirs(out_dir, exist_ok=True)
-        _append_local(os.path.join(str(out_dir), RESULTS_FILE), data)
+        _append_local(paths.join(out_dir, RESULTS_FILE), data)
     else:
-        rows = _epath(out_dir) / ROWS_DIR
+        rows = paths.path(out_dir) / ROWS_DIR
         rows.mkdir(parents=True, exist_ok=True)
         (rows / _row_object_name(row)).write_bytes(data)
 
@@ -132,14 +133,14 @@ def _parse_lines(text: str) -> Iterable[dict]:
 
 def results_path(path):
     """The results.jsonl of a sweep directory, or `path` itself when it names a file."""
-    p = _epath(path)
+    p = paths.path(path)
     return p if p.name.endswith(".jsonl") else p / RESULTS_FILE
 
 
 def read_rows(path) -> list[dict]:
     """Every row of a sweep (a directory or a results.jsonl), deduplicated by (run_id, branch),
     the last written winning, in first-written order. Missing table: []."""
-    p = _epath(path)
+    p = paths.path(path)
     directory = p.parent if p.name.endswith(".jsonl") else p
     rows: list[dict] = []
     table = results_path(path)
@@ -175,10 +176,58 @@ def consolidate(out_dir) -> int:
     (rewriting it could lose a row appended by a worker during the rewrite); readers dedup.
     Returns the number of distinct rows."""
     rows = read_rows(out_dir)
-    if not _is_local(out_dir):
-        (_epath(out_dir) / RESULTS_FILE).write_bytes(b"".join(encode_row(r) for r in rows))
+    if not paths.is_local(out_dir):
+        (paths.path(out_dir) / RESULTS_FILE).write_bytes(b"".join(encode_row(r) for r in rows))
     return len(rows)
 
 
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def usable(rows: Sequence[dict], metric: str = "val_loss") -> list[dict]:
+    """Finished rows with a finite, positive metric and positive N, D, C: what a fit may use."""
+    return [r for r in rows if r.get("status", "finished") == "finished"
+            and all(finite(r.get(k)) and r.get(k) > 0 for k in (metric, "N", "D", "C"))]
+
+
+def make_rows(run, result, *, worker: int = 0) -> list[dict]:
+    """Table rows of one finished (or diverged) run: the main point and each WSD branch.
+
+    `run` is a `scaling.sweep.PlannedRun` (run_id, budget, N, N_non_embedding, D,
+    flops_per_token, config); `result` a `scaling.train.RunResult`. A run with no evaluated
+    point (diverged before its first evaluation) gets one row with its status and no losses,
+    so that the sweep counts it as done and the fit can skip it.
+    """
+    cfg = run.config
+    base = {
+        "run_id": run.run_id, "status": getattr(result, "status", "finished"), "budget": run.budget,
+        "N": run.N, "N_non_embedding": run.N_non_embedding, "N_embedding": run.N - run.N_non_embedding,
+        "D_planned": run.D, "flops_method": cfg.train.flops_method,
+        "d_model": cfg.model.d_model, "n_layers": cfg.model.n_layers, "n_heads": cfg.model.n_heads,
+        "seq_len": cfg.model.seq_len, "vocab_size": cfg.model.vocab_size, "loops": cfg.model.loops,
+        "global_batch_size": cfg.train.global_batch_size, "lr": cfg.train.lr, "schedule": cfg.train.schedule,
+        "data_source": cfg.data.source, "run_steps": getattr(result, "steps", None),
+        "run_wall_s": getattr(result, "wall_s", None), "worker": worker,
+        "config": json.dumps(to_dict(cfg), sort_keys=True, default=str),
+    }
+    points = list(getattr(result, "points", None) or [])
+    if not points:
+        return [dict(base, branch=None, D=None, C=None, val_loss=None, train_loss=None)]
+    out = []
+    for p in points:
+        tokens = p.get("tokens")
+        row = dict(base)
+        row.update({
+            "branch": p.get("branch"), "step": p.get("step"), "D": tokens,
+            "tokens_per_param": tokens / run.N if tokens else None,
+            "C": p.get("flops", tokens * run.flops_per_token if tokens else None),
+        })
+        counts = flops_lib.counts(cfg.model, tokens, cfg.train.flops_method) if tokens else {}
+        for key in counts:
+            if key != "flops":
+                row["C_" + key.removeprefix("flops_")] = p.get(key, counts[key])
+        for k in ("train_loss", "val_loss", "val_bpb", "val_accuracy", "val_exact_match", "wall_s", "mfu"):
+            row[k] = p.get(k)
+        out.append(row)
+    return out

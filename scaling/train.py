@@ -3,32 +3,13 @@
     from scaling.train import run
     result = run(cfg, "runs/tiny")          # -> RunResult(status, steps, tokens, ..., points)
 
-The step (`train_step_for`): one `jax.jit` function, data-parallel with pmap semantics over
-a 1-D mesh `Mesh(devices, ("data",))` with Auto axis types (not `jax.make_mesh`'s Explicit
-default, see the field notes): parameters and optimizer state replicated (`P()`), the batch
-split along its rows (`P("data")`); XLA inserts the all-reduce that averages gradients. The
-same code runs on 1 device and on many, on one host and on many: each host builds only its
-own rows (`Dataset.batch(..., process_index=, process_count=)`) and
-`jax.make_array_from_process_local_data` assembles the global batch.
-
-The step is a pure function of (params, opt_state, rest, tokens, lr): the model is split
-once (`nnx.split(model, nnx.Param, ...)`) and merged inside the traced function. The
-learning rate is an argument computed on the host from the schedule, not baked into optax,
-so every run of one shape (same ModelConfig, batch, accumulation, optimizer constants and
-devices) shares ONE compiled step, whatever its learning rate or horizon: a sweep compiles
-each shape once (`_TRAIN_STEPS`, keyed by `StepKey`; `TRACE_COUNTS` counts traces).
-
-Optimizer: AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") as
-optax builds it (`scale_by_adam`, `add_decayed_weights`, times -lr: the decay is scaled by
-the scheduled lr, as in PyTorch's AdamW and optax.adamw). Weight decay applies to every
-parameter with ndim >= 2 -- all matrices, the embedding tables included, as nanoGPT does --
-and not to vectors (LayerNorm scales, biases): decaying gains and offsets towards 0 has no
-regularising meaning. Gradients are clipped by global norm (`grad_clip`, 0 = off) before
-Adam; the reported grad_norm is the norm before clipping. Gradient accumulation splits the
-global batch into `grad_accum` microbatches inside the step (`lax.scan`) and averages
-their gradients: with equal microbatches this is exactly the full-batch mean gradient.
-Loss: mean token cross-entropy in float32 (the model returns float32 logits also under
-bf16 compute; parameters are float32 master weights).
+`run` builds a `Trainer` and calls `fit()`, whose loop reads top to bottom: restore the
+latest checkpoint, then per step fork any WSD cooldown branch due here, evaluate when asked,
+checkpoint, honour a preemption, take one compiled step (`scaling.step`) and run the hooks;
+at the end evaluate the final point, save, and write `run.json`. Everything a restart needs
+(the step, accounting totals, loss statistics, finished branch points) is in the checkpoint:
+batches are a pure function of (seed, step, row), so a run killed at any point resumes to
+bitwise the same losses (tests/test_resilience.py).
 """
 
 from __future__ import annotations
@@ -39,25 +20,20 @@ import json
 import math
 import sys
 import time
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from etils import epath
-from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from scaling import flops as flops_lib
-from scaling import schedules
+from scaling import paths, schedules
+from scaling import step as step_lib
 from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
 from scaling.data import make_dataset
 from scaling.hooks import FlopAccounting, StepEvent, call_hooks
-from scaling.metrics import write_atomic
-from scaling.model import ModelConfig, init
+from scaling.paths import write_atomic
 
 # Steps of the main run whose mean training loss is reported with an evaluated point.
 TRAIN_LOSS_WINDOW = 10
@@ -65,237 +41,6 @@ TRAIN_LOSS_WINDOW = 10
 DIVERGENCE_WARMIN = 10
 # Decay of the running (exponential) mean the ratio test compares against.
 DIVERGENCE_EMA = 0.9
-
-TRACE_COUNTS: collections.Counter = collections.Counter()
-
-
-# ---------------------------------------------------------------------------------------
-# Mesh and placement
-
-
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D data-parallel mesh over `devices` (default: every device of every host)."""
-    devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.array(devices), ("data",))
-
-
-def _replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
-
-
-def _rows(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
-
-
-def _local_rows(mesh: Mesh, global_rows: int) -> tuple[int, int]:
-    """(process_index, process_count) for the data of `mesh`'s hosts."""
-    procs = sorted({d.process_index for d in mesh.devices.flat})
-    return procs.index(jax.process_index()), len(procs)
-
-
-def put_batch(mesh: Mesh, local_BxT1: np.ndarray, global_rows: int) -> jax.Array:
-    """This host's rows -> the global batch array sharded P('data') over `mesh`."""
-    return jax.make_array_from_process_local_data(_rows(mesh), local_BxT1, (global_rows, local_BxT1.shape[1]))
-
-
-# ---------------------------------------------------------------------------------------
-# The optimizer, the step and the eval step
-
-
-def decay_mask(params):
-    """Weight decay on ndim >= 2 (matrices and embedding tables), not on vectors."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
-def make_optimizer(weight_decay: float, beta1: float, beta2: float, eps: float,
-                   grad_clip: float) -> optax.GradientTransformation:
-    """AdamW without its learning rate (the step multiplies the updates by -lr)."""
-    parts = []
-    if grad_clip > 0:
-        parts.append(optax.clip_by_global_norm(grad_clip))
-    parts.append(optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps))
-    if weight_decay > 0:
-        parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
-    return optax.chain(*parts)
-
-
-def token_losses(graphdef, params, rest, tokens_BxT1):
-    """(nll_BxT, logits_BxTxV): next-token cross-entropy in float32."""
-    model = nnx.merge(graphdef, params, rest)
-    inputs_BxT, targets_BxT = tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
-    logits_BxTxV = model(inputs_BxT).astype(jnp.float32)
-    nll_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
-    return nll_BxT, logits_BxTxV
-
-
-@dataclasses.dataclass(frozen=True)
-class StepKey:
-    """What a compiled training step depends on (and nothing else: not lr, not horizon)."""
-
-    model: ModelConfig
-    global_batch_size: int
-    grad_accum: int
-    weight_decay: float
-    beta1: float
-    beta2: float
-    eps: float
-    grad_clip: float
-    device_ids: tuple[int, ...]
-
-    @classmethod
-    def of(cls, cfg: RunConfig, mesh: Mesh) -> "StepKey":
-        t = cfg.train
-        return cls(cfg.model, t.global_batch_size, t.grad_accum, float(t.weight_decay), float(t.beta1),
-                   float(t.beta2), float(t.eps), float(t.grad_clip), tuple(int(d.id) for d in mesh.devices.flat))
-
-
-@dataclasses.dataclass
-class CompiledStep:
-    """The jitted functions of one StepKey: init(seed), step(...), copy(tree)."""
-
-    key: StepKey
-    graphdef: Any
-    init: Callable  # int32 seed -> (params, rest, opt_state), replicated
-    step: Callable  # (params, opt_state, rest, tokens_BxT1, lr) -> (params, opt_state, metrics)
-    copy: Callable  # tree -> a device copy (for WSD branches)
-
-
-_TRAIN_STEPS: dict[StepKey, CompiledStep] = {}
-_EVAL_STEPS: dict[tuple, Callable] = {}
-
-
-def _init_params_for(model_cfg: ModelConfig, mesh: Mesh) -> Callable:
-    """Jitted seed -> (params, rest), replicated on `mesh` (cached per model shape: compiling
-    the initialisers costs seconds on CPU)."""
-    key = ("init", model_cfg, tuple(int(d.id) for d in mesh.devices.flat))
-    if key not in _EVAL_STEPS:
-        def init_fn(seed):
-            TRACE_COUNTS["init"] += 1
-            # nnx.Rngs(int) is nnx.Rngs(jax.random.key(int)): a traced seed needs the key form.
-            _, params, rest = nnx.split(init(model_cfg, jax.random.key(seed)), nnx.Param, ...)
-            return params, rest
-
-        _EVAL_STEPS[key] = jax.jit(init_fn, out_shardings=_replicated(mesh))
-    return _EVAL_STEPS[key]
-
-
-def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
-    """The cached compiled step for `cfg`'s shape on `mesh` (built on first use)."""
-    key = StepKey.of(cfg, mesh)
-    if key in _TRAIN_STEPS:
-        return _TRAIN_STEPS[key]
-    model_cfg, accum, B = key.model, key.grad_accum, key.global_batch_size
-    tx = make_optimizer(key.weight_decay, key.beta1, key.beta2, key.eps, key.grad_clip)
-    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
-    repl = _replicated(mesh)
-    n_dev = mesh.size
-
-    init_params = _init_params_for(model_cfg, mesh)
-    init_opt = jax.jit(tx.init, out_shardings=repl)
-
-    def init_fn(seed):
-        params, rest = init_params(seed)
-        return params, rest, init_opt(params)
-
-    def mean_loss(params, rest, tokens_BxT1):
-        nll_BxT, _ = token_losses(graphdef, params, rest, tokens_BxT1)
-        return jnp.mean(nll_BxT)
-
-    grad_fn = jax.value_and_grad(mean_loss)
-
-    def step_fn(params, opt_state, rest, tokens_BxT1, lr):
-        TRACE_COUNTS["train_step"] += 1
-        if accum == 1:
-            loss, grads = grad_fn(params, rest, tokens_BxT1)
-        else:
-            T1 = tokens_BxT1.shape[1]
-            # Microbatch a = rows a, a + accum, a + 2 accum, ...: with contiguous row shards
-            # every microbatch is spread over all devices.
-            micro_AxMxT1 = tokens_BxT1.reshape(B // accum, accum, T1).swapaxes(0, 1)
-            if (B // accum) % n_dev == 0:
-                micro_AxMxT1 = jax.lax.with_sharding_constraint(micro_AxMxT1, NamedSharding(mesh, P(None, "data")))
-
-            def body(carry, tokens_MxT1):
-                loss_sum, grad_sum = carry
-                loss, grads = grad_fn(params, rest, tokens_MxT1)
-                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
-
-            zeros = jax.tree.map(jnp.zeros_like, params)
-            (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro_AxMxT1)
-            loss = loss_sum / accum
-            grads = jax.tree.map(lambda g: g / accum, grad_sum)
-        grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        lr = jnp.asarray(lr, jnp.float32)
-        params = jax.tree.map(lambda p, u: (p - lr * u).astype(p.dtype), params, updates)
-        return params, opt_state, {"loss": loss, "grad_norm": grad_norm}
-
-    compiled = CompiledStep(
-        key=key, graphdef=graphdef,
-        init=init_fn,
-        step=jax.jit(step_fn, donate_argnums=(0, 1), out_shardings=repl),
-        copy=jax.jit(lambda tree: jax.tree.map(lambda x: x.copy(), tree), out_shardings=repl),
-    )
-    _TRAIN_STEPS[key] = compiled
-    return compiled
-
-
-def step_xla_flops(cfg: RunConfig, mesh: Mesh | None = None) -> float:
-    """XLA's FLOP count of one compiled training step of `cfg` (the real step: forward,
-    backward, clipping, AdamW), for checking the analytic counts of `scaling.flops`."""
-    mesh = mesh or data_mesh(jax.devices()[:1])
-    compiled = train_step_for(cfg, mesh)
-    params, rest, opt_state = compiled.init(np.int32(cfg.train.seed))
-    tokens_BxT1 = jnp.zeros((cfg.train.global_batch_size, cfg.model.seq_len + 1), jnp.int32)
-    return flops_lib.xla_flops(compiled.step, params, opt_state, rest, tokens_BxT1, jnp.float32(0.0))
-
-
-def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh) -> Callable:
-    """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape)."""
-    key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat))
-    if key in _EVAL_STEPS:
-        return _EVAL_STEPS[key]
-    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
-
-    def eval_fn(params, rest, tokens_BxT1):
-        TRACE_COUNTS["eval_step"] += 1
-        nll_BxT, logits_BxTxV = token_losses(graphdef, params, rest, tokens_BxT1)
-        B, T = nll_BxT.shape
-        correct_BxT = jnp.argmax(logits_BxTxV, axis=-1) == tokens_BxT1[:, 1:]
-        n_spans = T // span
-        spans_BxS = jnp.all(correct_BxT[:, : n_spans * span].reshape(B, n_spans, span), axis=-1)
-        return {"nll_sum": jnp.sum(nll_BxT), "correct": jnp.sum(correct_BxT), "tokens": B * T,
-                "spans_correct": jnp.sum(spans_BxS), "spans": B * n_spans}
-
-    fn = jax.jit(eval_fn, out_shardings=_replicated(mesh))
-    _EVAL_STEPS[key] = fn
-    return fn
-
-
-def evaluate(eval_fn, params, rest, batches, val_ds) -> dict[str, float]:
-    """Validation metrics over the fixed eval batches.
-
-    val_loss: nats per target token; val_bpb: bits per UTF-8 byte (`Dataset.bits_per_byte`);
-    val_accuracy: greedy next-token accuracy; val_exact_match: the fraction of span-aligned
-    chunks of `exact_match_span` targets predicted ALL correctly by greedy argmax. The last is
-    deliberately all-or-nothing: Schaeffer et al. 2023 ("Are Emergent Abilities of Large
-    Language Models a Mirage?") show that such discontinuous metrics turn a smooth per-token
-    improvement (p^span) into an apparently sudden "emergent" jump; logging it beside the
-    smooth loss and accuracy lets a sweep show that effect on its own models.
-    """
-    totals = collections.Counter()
-    for tokens in batches:
-        out = jax.device_get(eval_fn(params, rest, tokens))
-        for k, v in out.items():
-            totals[k] += float(v)
-    loss = totals["nll_sum"] / totals["tokens"]
-    return {"val_loss": loss, "val_bpb": val_ds.bits_per_byte(loss),
-            "val_accuracy": totals["correct"] / totals["tokens"],
-            "val_exact_match": totals["spans_correct"] / max(totals["spans"], 1.0)}
-
-
-# ---------------------------------------------------------------------------------------
-# Running statistics, results
 
 
 class LossMonitor:
@@ -351,9 +96,10 @@ class RunResult:
     points: one dict per evaluated (N, D) point: the main run's final point (branch=None,
       only when finished) and one per WSD branch (branch = its configured token count),
       with keys step, tokens, branch, train_loss, val_loss, val_bpb, val_accuracy,
-      val_exact_match, flops (by flops_method), flops_6n, flops_kaplan, flops_chinchilla,
-      flops_palm, flops_6n_non_embedding (C of that point's tokens), wall_s, mfu (mean over
-      the run's steps, each process's first, compiling step excluded).
+      val_exact_match, the FLOP counts of `scaling.flops.counts` (flops by flops_method,
+      flops_6n, flops_kaplan, flops_chinchilla, flops_palm, flops_6n_non_embedding: C of
+      that point's tokens), wall_s, mfu (mean over the run's steps, each process's first,
+      compiling step excluded).
     message: why a run stopped early (divergence), else "".
     """
 
@@ -366,26 +112,20 @@ class RunResult:
     message: str = ""
 
 
-def _point_flops(cfg: RunConfig, tokens: int) -> dict[str, float]:
-    out = {m: tokens * flops_lib.per_token(cfg.model, m) for m in flops_lib.METHODS}
-    point = {"flops": out[cfg.train.flops_method]}
-    point.update({f"flops_{m}": c for m, c in out.items()})
-    point["flops_6n_non_embedding"] = tokens * flops_lib.per_token(cfg.model, "6n", n="non_embedding")
-    return point
-
-
 def _jsonable(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(to_dict(cfg)))
 
 
 def read_run_json(out_dir) -> dict | None:
-    path = epath.Path(out_dir) / "run.json"
+    path = paths.path(out_dir) / "run.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())
 
 
-def _branch_plan(cfg: RunConfig, total_steps: int) -> list[dict]:
+def branch_plan(cfg: RunConfig, total_steps: int) -> list[dict]:
+    """The WSD cooldown branches: for each, its token count, its length in steps and the main
+    run's step it forks from (where its own cooldown starts)."""
     t = cfg.train
     tokens_per_step = t.global_batch_size * cfg.model.seq_len
     plan = []
@@ -398,8 +138,247 @@ def _branch_plan(cfg: RunConfig, total_steps: int) -> list[dict]:
     return plan
 
 
-# ---------------------------------------------------------------------------------------
-# The run
+def _check_fits(cfg: RunConfig, mesh: Mesh) -> None:
+    B, T, n_dev = cfg.train.global_batch_size, cfg.model.seq_len, mesh.size
+    eval_bs = cfg.train.eval_batch_size or B
+    if B % n_dev:
+        raise ValueError(f"TrainConfig.global_batch_size={B}: must be divisible by the {n_dev} devices")
+    if eval_bs % n_dev:
+        raise ValueError(f"TrainConfig.eval_batch_size={eval_bs}: must be divisible by the {n_dev} devices")
+    if cfg.train.exact_match_span > T:
+        raise ValueError(f"TrainConfig.exact_match_span={cfg.train.exact_match_span}: longer than seq_len={T}")
+
+
+class Trainer:
+    """One run's state and the loop over it; `fit()` returns the `RunResult`.
+
+    Built by `run`. Holds the compiled functions, data, checkpointer, metric writers (process
+    0 only), FLOP accounting and loss monitor, and the model state (params, opt_state).
+    """
+
+    def __init__(self, cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh | None = None):
+        mesh = mesh if mesh is not None else step_lib.data_mesh()
+        _check_fits(cfg, mesh)
+        self.t_start = time.perf_counter()
+        self.cfg, self.mesh, self.out_dir = cfg, mesh, out_dir
+        self.out = paths.path(out_dir)
+        self.is_main = jax.process_index() == 0
+        tc, mc = cfg.train, cfg.model
+        self.B, self.T = tc.global_batch_size, mc.seq_len
+        self.eval_bs = tc.eval_batch_size or self.B
+        self.total = cfg.steps()
+        self.branches = branch_plan(cfg, self.total)
+        self.train_ds = make_dataset(cfg.data, seq_len=self.T, split="train")
+        self.val_ds = make_dataset(cfg.data, seq_len=self.T, split="validation")
+        if self.train_ds.vocab_size > mc.vocab_size:
+            raise ValueError(f"ModelConfig.vocab_size={mc.vocab_size}: smaller than the data's vocabulary "
+                             f"({self.train_ds.vocab_size})")
+        self.host_index, self.host_count = step_lib.host_rows(mesh)
+        self.compiled = step_lib.train_step_for(cfg, mesh)
+        self.eval_fn = step_lib.eval_step_for(mc, self.eval_bs, tc.exact_match_span, mesh)
+        self.params, self.rest, self.opt_state = self.compiled.init(np.int32(tc.seed))
+        self.eval_batches = [self._put(self.val_ds, i, self.eval_bs) for i in range(tc.eval_batches)]
+        self.ckpt = Checkpointer(self.out / "checkpoints", keep=tc.keep_checkpoints)
+        self.accounting = FlopAccounting(mc, method=tc.flops_method,
+                                         peak_flops=flops_lib.peak_flops_total(list(mesh.devices.flat)))
+        self.monitor = LossMonitor(tc.divergence_factor)
+        self.branch_points: list[dict] = []
+        self.mfu_sum, self.mfu_count, self.wall_before = 0.0, 0, 0.0
+        self.hooks = list(hooks)
+        self.watcher = PreemptionWatcher()
+
+    # --- data --------------------------------------------------------------------------
+    def _put(self, ds, index: int, rows: int) -> jax.Array:
+        local = ds.batch(index, rows, process_index=self.host_index, process_count=self.host_count)
+        return step_lib.put_batch(self.mesh, local, rows)
+
+    def batch_at(self, step: int) -> jax.Array:
+        return self._put(self.train_ds, step, self.B)
+
+    # --- restore -----------------------------------------------------------------------
+    def restore(self) -> int:
+        """Load the latest checkpoint, if any; returns the step to continue from."""
+        start = self.ckpt.latest_step() or 0
+        if start:
+            state, meta = self.ckpt.restore(start, {"params": self.params, "opt_state": self.opt_state})
+            self.params, self.opt_state = state["params"], state["opt_state"]
+            self.accounting.load_state_dict(meta["accounting"])
+            self.monitor.load_state_dict(meta["loss"])
+            self.branch_points = list(meta["branch_points"])
+            self.mfu_sum, self.mfu_count, self.wall_before = meta["mfu_sum"], meta["mfu_count"], meta["wall_s"]
+        self.last_saved = start
+        return start
+
+    def open_writers(self, start: int) -> None:
+        """JSONL, TensorBoard and progress bar (process 0), truncated to the restored step."""
+        from scaling.metrics import JsonlWriter, ProgressBar, TensorBoardWriter
+
+        tc = self.cfg.train
+        self.writers: list = []
+        self.jsonl = self.tb = None
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.jsonl = JsonlWriter(self.out / "metrics.jsonl", resume_step=start or None, log_every=tc.log_every)
+            self.writers.append(self.jsonl)
+            try:
+                self.tb = TensorBoardWriter(self.out / "tensorboard", log_every=tc.log_every, resume_step=start or None)
+                self.writers.append(self.tb)
+            except Exception as e:  # TensorBoard is a convenience, never a reason to fail a run
+                print(f"scaling.train: TensorBoard disabled: {e}", file=sys.stderr)
+            if tc.progress:
+                self.writers.append(ProgressBar(self.total, start, desc=self.cfg.name))
+
+    def log_eval(self, step: int, metrics: dict) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write({"kind": "eval", "step": step, "tokens": step * self.B * self.T, **metrics})
+        if self.tb is not None:
+            self.tb.write("eval", step, metrics)
+
+    def log_branch(self, fork_step: int, point: dict) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write({"kind": "branch", "fork_step": fork_step, **point})
+        if self.tb is not None:
+            self.tb.write(f"branch_{point['branch']}", point["step"], point)
+
+    # --- points, saving ----------------------------------------------------------------
+    def wall_now(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def evaluate(self, params) -> dict[str, float]:
+        return step_lib.evaluate(self.eval_fn, params, self.rest, self.eval_batches, self.val_ds)
+
+    def point(self, step: int, branch, train_loss: float, metrics: dict, wall_s: float) -> dict:
+        tokens = step * self.B * self.T
+        return {"step": step, "tokens": tokens, "branch": branch, "train_loss": train_loss, **metrics,
+                **flops_lib.counts(self.cfg.model, tokens, self.cfg.train.flops_method), "wall_s": wall_s,
+                "mfu": self.mfu_sum / self.mfu_count if self.mfu_count else float("nan")}
+
+    def save(self, step: int) -> None:
+        meta = {"step": step, "accounting": self.accounting.state_dict(), "loss": self.monitor.state_dict(),
+                "branch_points": self.branch_points, "mfu_sum": self.mfu_sum, "mfu_count": self.mfu_count,
+                "wall_s": self.wall_now()}
+        for w in (self.jsonl, self.tb):  # what the checkpoint vouches for is on disk before it
+            if w is not None:
+                w.flush()
+        self.ckpt.save(step, {"params": self.params, "opt_state": self.opt_state}, meta)
+        self.last_saved = step
+
+    def write_run_json(self, status: str, result: RunResult | None = None, message: str = "") -> None:
+        if not self.is_main:
+            return
+        info = {
+            "config": _jsonable(self.cfg),
+            "data": {"train": self.train_ds.identity, "validation": self.val_ds.identity},
+            "jax_version": jax.__version__,
+            "devices": [str(d) for d in self.mesh.devices.flat],
+            "device_kind": self.mesh.devices.flat[0].device_kind,
+            "process_count": jax.process_count(),
+            "n_params": flops_lib.param_counts(self.cfg.model).total,
+            "steps_total": self.total,
+        }
+        doc = {**info, "status": status, "message": message,
+               "result": dataclasses.asdict(result) if result is not None else None}
+        write_atomic(self.out / "run.json", json.dumps(doc, indent=2))  # a kill never leaves half a file
+
+    # --- one step, one branch ----------------------------------------------------------
+    def branch(self, b: dict) -> dict | None:
+        """Cool down a copy of the state from b["fork"] to b["steps"]; None if preempted."""
+        tc = self.cfg.train
+        p, o = self.compiled.copy(self.params), self.compiled.copy(self.opt_state)
+        losses: collections.deque = collections.deque(maxlen=TRAIN_LOSS_WINDOW)
+        t0 = time.perf_counter()
+        for s in range(b["fork"], b["steps"]):
+            if self.watcher.should_stop(s, sync_point=False):
+                return None
+            lr = schedules.lr_at(tc, s, b["steps"])
+            p, o, m = self.compiled.step(p, o, self.rest, self.batch_at(s), np.float32(lr))
+            losses.append(float(m["loss"]))
+            if not math.isfinite(losses[-1]):
+                break
+        return self.point(b["steps"], b["branch"], float(np.mean(losses)), self.evaluate(p),
+                          self.accounting.seconds + time.perf_counter() - t0)
+
+    def step(self, step: int, batch: jax.Array) -> tuple[float, float, float, float]:
+        """One optimizer update at `step`: (lr, loss, grad_norm, seconds)."""
+        lr = schedules.lr_at(self.cfg.train, step, self.total)
+        t0 = time.perf_counter()
+        self.params, self.opt_state, m = self.compiled.step(self.params, self.opt_state, self.rest, batch,
+                                                            np.float32(lr))
+        return lr, float(m["loss"]), float(m["grad_norm"]), time.perf_counter() - t0
+
+    # --- the loop ----------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        tc, B, T, total = self.cfg.train, self.B, self.T, self.total
+        start = self.restore()
+        done_branches = {p["branch"] for p in self.branch_points}
+        self.open_writers(start)
+        all_hooks = [self.accounting, *self.hooks, *self.writers]
+        self.write_run_json("running")
+        self.watcher.install()
+        status, message = "finished", ""
+        step, first_step_here = start, True
+        batch = self.batch_at(step) if step < total else None
+        try:
+            while True:
+                for b in self.branches:
+                    if b["fork"] == step and b["branch"] not in done_branches:
+                        res = self.branch(b)
+                        if res is None:
+                            break
+                        self.branch_points.append(res)
+                        done_branches.add(b["branch"])
+                        self.log_branch(step, res)
+                if tc.eval_every and 0 < step < total and step % tc.eval_every == 0 and step != start:
+                    self.log_eval(step, self.evaluate(self.params))
+                if step >= total:
+                    break
+                if step != start and tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    self.save(step)
+                if self.watcher.should_stop(step):
+                    if self.last_saved != step:
+                        self.save(step)
+                    status = "preempted"
+                    break
+                lr, loss, grad_norm, seconds = self.step(step, batch)
+                if step + 1 < total:
+                    batch = self.batch_at(step + 1)  # host work overlaps the device's step
+                step += 1
+                message = self.monitor.check(step, loss, grad_norm)
+                if message:
+                    status = "diverged"
+                    if self.is_main:
+                        print(f"scaling.train: {message}", file=sys.stderr)
+                    break
+                event = StepEvent(step=step, tokens=B * T, seconds=seconds,
+                                  metrics={"loss": loss, "lr": lr, "grad_norm": grad_norm})
+                metrics = call_hooks(all_hooks, event)
+                if not first_step_here and "mfu" in metrics:
+                    self.mfu_sum += metrics["mfu"]
+                    self.mfu_count += 1
+                first_step_here = False
+        finally:
+            self.watcher.uninstall()
+        return self.finish(status, step, message or "")
+
+    def finish(self, status: str, step: int, message: str) -> RunResult:
+        """Evaluate the final point of a finished run, save, close the writers, write run.json."""
+        points = sorted(self.branch_points, key=lambda p: p["tokens"])
+        if status == "finished":
+            metrics = self.evaluate(self.params)
+            points.append(self.point(self.total, None, self.monitor.train_loss(), metrics, self.accounting.seconds))
+            self.log_eval(self.total, metrics)
+            if self.last_saved != self.total:
+                self.save(self.total)
+        self.ckpt.close()
+        result = RunResult(status=status, steps=step, tokens=step * self.B * self.T, wall_s=self.wall_now(),
+                           out_dir=str(self.out_dir), points=points, message=message)
+        if self.jsonl is not None:
+            self.jsonl.write({"kind": "status", "step": step, "status": status, "message": message})
+        for w in self.writers:
+            if hasattr(w, "close"):
+                w.close()
+        self.write_run_json(status, result, message)
+        return result
 
 
 def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh | None = None) -> RunResult:
@@ -408,231 +387,12 @@ def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh |
     A run whose run.json says finished (or diverged) returns its stored result without
     training. Writes metrics.jsonl, tensorboard/, checkpoints/ and run.json (process 0).
     `hooks` are called every step after the FLOP accounting (see `scaling.hooks`).
-    `mesh` (default `data_mesh()`: all devices) is the 1-D ("data",) mesh to train on.
+    `mesh` (default `scaling.step.data_mesh()`: all devices) is the 1-D ("data",) mesh.
     """
-    t_start = time.perf_counter()
-    out = epath.Path(out_dir)
-    is_main = jax.process_index() == 0
-    stored = read_run_json(out)
+    stored = read_run_json(out_dir)
     if stored is not None:
         if stored.get("config") != _jsonable(cfg):
             raise ValueError(f"out_dir={str(out_dir)!r}: holds a run with a different config; use another --out")
         if stored.get("status") in ("finished", "diverged") and stored.get("result"):
             return RunResult(**stored["result"])
-
-    tc, mc = cfg.train, cfg.model
-    mesh = mesh if mesh is not None else data_mesh()
-    n_dev = mesh.size
-    B, T = tc.global_batch_size, mc.seq_len
-    eval_bs = tc.eval_batch_size or B
-    if B % n_dev:
-        raise ValueError(f"TrainConfig.global_batch_size={B}: must be divisible by the {n_dev} devices")
-    if eval_bs % n_dev:
-        raise ValueError(f"TrainConfig.eval_batch_size={eval_bs}: must be divisible by the {n_dev} devices")
-    if tc.exact_match_span > T:
-        raise ValueError(f"TrainConfig.exact_match_span={tc.exact_match_span}: longer than seq_len={T}")
-    total = cfg.steps()
-    plan = _branch_plan(cfg, total)
-    train_ds = make_dataset(cfg.data, seq_len=T, split="train")
-    val_ds = make_dataset(cfg.data, seq_len=T, split="validation")
-    if train_ds.vocab_size > mc.vocab_size:
-        raise ValueError(f"ModelConfig.vocab_size={mc.vocab_size}: smaller than the data's vocabulary "
-                         f"({train_ds.vocab_size})")
-    p_index, p_count = _local_rows(mesh, B)
-
-    compiled = train_step_for(cfg, mesh)
-    eval_fn = eval_step_for(mc, eval_bs, tc.exact_match_span, mesh)
-    params, rest, opt_state = compiled.init(np.int32(tc.seed))
-
-    def batch_at(step: int) -> jax.Array:
-        return put_batch(mesh, train_ds.batch(step, B, process_index=p_index, process_count=p_count), B)
-
-    eval_batches = [put_batch(mesh, val_ds.batch(i, eval_bs, process_index=p_index, process_count=p_count), eval_bs)
-                    for i in range(tc.eval_batches)]
-
-    # --- restore -------------------------------------------------------------------------
-    ckpt = Checkpointer(out / "checkpoints", keep=tc.keep_checkpoints)
-    accounting = FlopAccounting(mc, method=tc.flops_method,
-                                peak_flops=flops_lib.peak_flops_total(list(mesh.devices.flat)))
-    monitor = LossMonitor(tc.divergence_factor)
-    branch_points: list[dict] = []
-    mfu_sum, mfu_count, wall_before = 0.0, 0, 0.0
-    start = ckpt.latest_step() or 0
-    last_saved = [start]
-    if start:
-        state, meta = ckpt.restore(start, {"params": params, "opt_state": opt_state})
-        params, opt_state = state["params"], state["opt_state"]
-        accounting.load_state_dict(meta["accounting"])
-        monitor.load_state_dict(meta["loss"])
-        branch_points = list(meta["branch_points"])
-        mfu_sum, mfu_count, wall_before = meta["mfu_sum"], meta["mfu_count"], meta["wall_s"]
-    done_branches = {p["branch"] for p in branch_points}
-
-    # --- writers (process 0) -------------------------------------------------------------
-    writers: list = []
-    jsonl = tb = None
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        jsonl = writers_append(writers, _make_jsonl(out, start or None, tc.log_every))
-        try:
-            tb = writers_append(writers, _make_tb(out, tc.log_every, start or None))
-        except Exception as e:  # TensorBoard is a convenience, never a reason to fail a run
-            print(f"scaling.train: TensorBoard disabled: {e}", file=sys.stderr)
-        if tc.progress:
-            from scaling.metrics import ProgressBar
-
-            writers_append(writers, ProgressBar(total, start, desc=cfg.name))
-    all_hooks = [accounting, *hooks, *writers]
-
-    info = {
-        "config": _jsonable(cfg),
-        "data": {"train": train_ds.identity, "validation": val_ds.identity},
-        "jax_version": jax.__version__,
-        "devices": [str(d) for d in mesh.devices.flat],
-        "device_kind": mesh.devices.flat[0].device_kind,
-        "process_count": jax.process_count(),
-        "n_params": flops_lib.param_counts(mc).total,
-        "steps_total": total,
-    }
-
-    def write_run_json(status: str, result: RunResult | None = None, message: str = "") -> None:
-        if is_main:
-            doc = {**info, "status": status, "message": message,
-                   "result": dataclasses.asdict(result) if result is not None else None}
-            write_atomic(out / "run.json", json.dumps(doc, indent=2))  # a kill never leaves half a file
-
-    write_run_json("running")
-
-    def wall_now() -> float:
-        return wall_before + time.perf_counter() - t_start
-
-    def save(step: int) -> None:
-        meta = {"step": step, "accounting": accounting.state_dict(), "loss": monitor.state_dict(),
-                "branch_points": branch_points, "mfu_sum": mfu_sum, "mfu_count": mfu_count,
-                "wall_s": wall_now()}
-        for w in (jsonl, tb):  # what the checkpoint vouches for is on disk before it
-            if w is not None:
-                w.flush()
-        ckpt.save(step, {"params": params, "opt_state": opt_state}, meta)
-        last_saved[0] = step
-
-    def point(step: int, branch, train_loss: float, metrics: dict, wall_s: float) -> dict:
-        tokens = step * B * T
-        return {"step": step, "tokens": tokens, "branch": branch, "train_loss": train_loss, **metrics,
-                **_point_flops(cfg, tokens), "wall_s": wall_s,
-                "mfu": mfu_sum / mfu_count if mfu_count else float("nan")}
-
-    def run_branch(b: dict, main_params, main_opt) -> dict | None:
-        """Cool down a copy of the state from b["fork"] to b["steps"]; None if preempted."""
-        p, o = compiled.copy(main_params), compiled.copy(main_opt)
-        losses: collections.deque = collections.deque(maxlen=TRAIN_LOSS_WINDOW)
-        t0 = time.perf_counter()
-        for s in range(b["fork"], b["steps"]):
-            if watcher.should_stop(s, sync_point=False):
-                return None
-            lr = schedules.lr_at(tc, s, b["steps"])
-            p, o, m = compiled.step(p, o, rest, batch_at(s), np.float32(lr))
-            losses.append(float(m["loss"]))
-            if not math.isfinite(losses[-1]):
-                break
-        metrics = evaluate(eval_fn, p, rest, eval_batches, val_ds)
-        return point(b["steps"], b["branch"], float(np.mean(losses)), metrics,
-                     accounting.seconds + time.perf_counter() - t0)
-
-    # --- the loop ------------------------------------------------------------------------
-    watcher = PreemptionWatcher().install()
-    status, message = "finished", ""
-    step = start
-    first_step_here = True
-    batch = batch_at(step) if step < total else None
-    try:
-        while True:
-            for b in plan:
-                if b["fork"] == step and b["branch"] not in done_branches:
-                    res = run_branch(b, params, opt_state)
-                    if res is None:
-                        break
-                    branch_points.append(res)
-                    done_branches.add(b["branch"])
-                    if jsonl is not None:
-                        jsonl.write({"kind": "branch", "fork_step": step, **res})
-                    if tb is not None:
-                        tb.write(f"branch_{b['branch']}", res["step"], res)
-            if tc.eval_every and 0 < step < total and step % tc.eval_every == 0 and step != start:
-                metrics = evaluate(eval_fn, params, rest, eval_batches, val_ds)
-                if jsonl is not None:
-                    jsonl.write({"kind": "eval", "step": step, "tokens": step * B * T, **metrics})
-                if tb is not None:
-                    tb.write("eval", step, metrics)
-            if step >= total:
-                break
-            if step != start and tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                save(step)
-            if watcher.should_stop(step):
-                if last_saved[0] != step:
-                    save(step)
-                status = "preempted"
-                break
-
-            lr = schedules.lr_at(tc, step, total)
-            t0 = time.perf_counter()
-            params, opt_state, m = compiled.step(params, opt_state, rest, batch, np.float32(lr))
-            if step + 1 < total:
-                batch = batch_at(step + 1)  # host work overlaps the device's step
-            loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
-            seconds = time.perf_counter() - t0
-            step += 1
-            message = monitor.check(step, loss, grad_norm)
-            if message:
-                status = "diverged"
-                if is_main:
-                    print(f"scaling.train: {message}", file=sys.stderr)
-                break
-            event = StepEvent(step=step, tokens=B * T, seconds=seconds,
-                              metrics={"loss": loss, "lr": lr, "grad_norm": grad_norm})
-            metrics = call_hooks(all_hooks, event)
-            if not first_step_here and "mfu" in metrics:
-                mfu_sum += metrics["mfu"]
-                mfu_count += 1
-            first_step_here = False
-    finally:
-        watcher.uninstall()
-
-    points = sorted(branch_points, key=lambda p: p["tokens"])
-    if status == "finished":
-        metrics = evaluate(eval_fn, params, rest, eval_batches, val_ds)
-        main_point = point(total, None, monitor.train_loss(), metrics, accounting.seconds)
-        points.append(main_point)
-        if jsonl is not None:
-            jsonl.write({"kind": "eval", "step": total, "tokens": total * B * T, **metrics})
-        if tb is not None:
-            tb.write("eval", total, metrics)
-        if last_saved[0] != total:
-            save(total)
-    ckpt.close()
-    result = RunResult(status=status, steps=step, tokens=step * B * T, wall_s=wall_now(), out_dir=str(out_dir),
-                       points=points, message=message or "")
-    if jsonl is not None:
-        jsonl.write({"kind": "status", "step": step, "status": status, "message": message or ""})
-    for w in writers:
-        if hasattr(w, "close"):
-            w.close()
-    write_run_json(status, result, message or "")
-    return result
-
-
-def writers_append(writers: list, w):
-    writers.append(w)
-    return w
-
-
-def _make_jsonl(out, start: int, log_every: int):
-    from scaling.metrics import JsonlWriter
-
-    return JsonlWriter(out / "metrics.jsonl", resume_step=start, log_every=log_every)
-
-
-def _make_tb(out, log_every: int, start: int | None = None):
-    from scaling.metrics import TensorBoardWriter
-
-    return TensorBoardWriter(out / "tensorboard", log_every=log_every, resume_step=start)
+    return Trainer(cfg, out_dir, hooks=hooks, mesh=mesh).fit()

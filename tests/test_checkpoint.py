@@ -13,35 +13,15 @@ import numpy as np
 import pytest
 
 from scaling import cli, train
+from scaling import step as step_lib
 from scaling.checkpoint import EXIT_DIVERGED, EXIT_PREEMPTED, Checkpointer
-from scaling.config import RunConfig, TrainConfig
-from scaling.data import DataConfig
-from scaling.model import ModelConfig
 
-TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny(steps=30, **train_kw) -> RunConfig:
-    kw = dict(tokens=steps * 16 * 32, global_batch_size=16, lr=3e-3, warmup_steps=3, eval_batches=2, progress=False)
-    kw.update(train_kw)
-    return RunConfig(model=TINY, data=DataConfig(), train=TrainConfig(**kw), name="tiny")
-
-
-def lines(out, kind="train"):
-    return [json.loads(x) for x in open(Path(out) / "metrics.jsonl") if json.loads(x)["kind"] == kind]
-
-
-def sigterm_at(step):
-    def hook(event):
-        if event.step == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return hook
-
-
-def test_resume_after_preemption_gives_the_uninterrupted_run(tmp_path):
+def test_resume_after_preemption_gives_the_uninterrupted_run(metric_lines, sigterm_at, tiny_run, tmp_path):
     tpb = 16 * 32
-    cfg = tiny(schedule="wsd", wsd_branches=(10 * tpb,), checkpoint_every=5, eval_every=10)
+    cfg = tiny_run(30, schedule="wsd", wsd_branches=(10 * tpb,), checkpoint_every=5, eval_every=10)
     ref = train.run(cfg, tmp_path / "ref")
     stopped = train.run(cfg, tmp_path / "run", hooks=[sigterm_at(12)])
     assert stopped.status == "preempted" and stopped.steps == 12
@@ -50,40 +30,40 @@ def test_resume_after_preemption_gives_the_uninterrupted_run(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
     resumed = train.run(cfg, tmp_path / "run")
     assert resumed.status == "finished" and resumed.steps == 30
-    a, b = lines(tmp_path / "ref"), lines(tmp_path / "run")
+    a, b = metric_lines(tmp_path / "ref"), metric_lines(tmp_path / "run")
     assert [x["step"] for x in b] == list(range(1, 31))  # no duplicated, no lost step
     np.testing.assert_allclose([x["loss"] for x in b], [x["loss"] for x in a], rtol=1e-6)
     assert [x["tokens"] for x in b] == [x["tokens"] for x in a]  # accounting resumed
-    assert [x["step"] for x in lines(tmp_path / "run", "eval")] == [10, 20, 30]
-    assert len(lines(tmp_path / "run", "branch")) == 1
+    assert [x["step"] for x in metric_lines(tmp_path / "run", "eval")] == [10, 20, 30]
+    assert len(metric_lines(tmp_path / "run", "branch")) == 1
     assert [p["branch"] for p in resumed.points] == [p["branch"] for p in ref.points]
     for p, q in zip(resumed.points, ref.points):
         assert p["val_loss"] == pytest.approx(q["val_loss"], rel=1e-6) and p["tokens"] == q["tokens"]
 
 
-def test_kill_between_checkpoints_truncates_the_jsonl(tmp_path):
+def test_kill_between_checkpoints_truncates_the_jsonl(metric_lines, sigterm_at, tiny_run, tmp_path):
     """A run that died at step 17 with a checkpoint at 15 resumes at 15 and logs 16.. once."""
-    cfg = tiny(steps=20, checkpoint_every=5)
+    cfg = tiny_run(steps=20, checkpoint_every=5)
     ref = train.run(cfg, tmp_path / "ref")
     out = tmp_path / "run"
     train.run(cfg, out, hooks=[sigterm_at(15)])  # checkpoint at 15 ...
     with open(out / "metrics.jsonl", "a") as f:  # ... and lines past it, as if killed at 17
-        for x in lines(tmp_path / "ref")[15:17]:
+        for x in metric_lines(tmp_path / "ref")[15:17]:
             f.write(json.dumps(x) + "\n")
         f.write('{"kind": "train", "st')  # torn line
     r = train.run(cfg, out)
     assert r.status == "finished"
-    assert [x["step"] for x in lines(out)] == list(range(1, 21))
-    np.testing.assert_allclose([x["loss"] for x in lines(out)], [x["loss"] for x in lines(tmp_path / "ref")], rtol=1e-6)
+    assert [x["step"] for x in metric_lines(out)] == list(range(1, 21))
+    np.testing.assert_allclose([x["loss"] for x in metric_lines(out)], [x["loss"] for x in metric_lines(tmp_path / "ref")], rtol=1e-6)
     assert ref.points[0]["val_loss"] == pytest.approx(r.points[0]["val_loss"], rel=1e-6)
 
 
-def test_huge_learning_rate_diverges_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+def test_huge_learning_rate_diverges_and_keeps_the_last_good_checkpoint(metric_lines, tmp_path, capsys):
     exp = tmp_path / "exp.py"
     exp.write_text(
         "from scaling.config import RunConfig, TrainConfig\n"
         "from scaling.data import DataConfig\n"
-        "from scaling.model import ModelConfig\n"
+        "from scaling.config import ModelConfig\n"
         "def get_config():\n"
         "    return RunConfig(model=ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32),\n"
         "                     data=DataConfig(), train=TrainConfig(tokens=30 * 16 * 32, global_batch_size=16,\n"
@@ -97,13 +77,13 @@ def test_huge_learning_rate_diverges_and_keeps_the_last_good_checkpoint(tmp_path
     assert meta["status"] == "diverged"
     step = meta["result"]["steps"]
     assert f"diverged at step {step}: loss=" in err and f"diverged at step {step}" in meta["message"]
-    status = lines(out, "status")[-1]
+    status = metric_lines(out, "status")[-1]
     assert status["status"] == "diverged" and status["step"] == step
-    assert all(x["step"] < step for x in lines(out))
+    assert all(x["step"] < step for x in metric_lines(out))
     ckpt = Checkpointer(out / "checkpoints")
     good = ckpt.latest_step()
     assert good is not None and good == step - 1  # checkpoint_every=1: the last step before the blow-up
-    compiled = train.train_step_for(meta_cfg(exp, lr=1e3), train.data_mesh())
+    compiled = step_lib.train_step_for(meta_cfg(exp, lr=1e3), step_lib.data_mesh())
     params, _, opt = compiled.init(np.int32(0))
     state, restored_meta = ckpt.restore(good, {"params": params, "opt_state": opt})
     ckpt.close()
@@ -114,13 +94,13 @@ def test_huge_learning_rate_diverges_and_keeps_the_last_good_checkpoint(tmp_path
 
 
 def meta_cfg(exp, lr):
-    from scaling.config import load_experiment, override
+    from scaling.experiment import load_experiment, override
 
     return override(load_experiment(exp), [f"train.lr={lr}", "train.warmup_steps=0"])
 
 
 @pytest.mark.slow
-def test_sigterm_saves_exits_75_and_the_restart_continues(tmp_path):
+def test_sigterm_saves_exits_75_and_the_restart_continues(metric_lines, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "scaling", "train", str(REPO / "experiments" / "cpu_tiny.py"), "--out", str(out),
             "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=2",
@@ -144,14 +124,31 @@ def test_sigterm_saves_exits_75_and_the_restart_continues(tmp_path):
     stopped_at = meta["result"]["steps"]
     assert 20 <= stopped_at < 300
     assert Checkpointer(out / "checkpoints").latest_step() == stopped_at
-    before = lines(out)
+    before = metric_lines(out)
     assert [x["step"] for x in before] == list(range(1, stopped_at + 1))
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    steps = [x["step"] for x in lines(out)]
+    steps = [x["step"] for x in metric_lines(out)]
     assert steps == list(range(1, 301))
     # It continued from stopped_at: the lines before it are the first process's, untouched
     # (a restart from 0 would have rewritten them, with new step times). Bitwise loss
     # equality with an uninterrupted run: tests/test_resilience.py.
-    assert lines(out)[:stopped_at] == before
+    assert metric_lines(out)[:stopped_at] == before
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+# Checkpoints under a relative output directory (what `--out runs/x` gives).
+def test_relative_directory_saves_and_restores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    import jax.numpy as jnp
+
+    state = {"w": jnp.arange(6.0).reshape(2, 3)}
+    ckpt = Checkpointer("runs/relative/checkpoints", keep=1)
+    ckpt.save(3, state, {"step": 3})
+    ckpt.close()
+    assert (tmp_path / "runs" / "relative" / "checkpoints" / "3").is_dir()
+    again = Checkpointer("runs/relative/checkpoints", keep=1)
+    restored, meta = again.restore(again.latest_step(), state)
+    again.close()
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.asarray(state["w"]))
+    assert meta == {"step": 3}

@@ -2,7 +2,8 @@ import jax.numpy as jnp
 import pytest
 
 from scaling import flops
-from scaling.model import ModelConfig, attention_work_fraction
+from scaling.attention import attention_work_fraction
+from scaling.config import ModelConfig
 
 # Hoffmann et al. 2022, Table A4: (N as printed, layers, d_model, ffw, heads, kq size, ratio).
 # "1.1B" is the 1,143M model of Table A9 (the only size with that shape); with N = 1.1e9
@@ -83,7 +84,7 @@ def _train_step_flops(cfg, batch):
     """XLA's count of the library's own compiled training step (AdamW, clipping, unrolled layers)."""
     from scaling.config import RunConfig, TrainConfig
     from scaling.data import DataConfig
-    from scaling.train import step_xla_flops
+    from scaling.step import step_xla_flops
 
     return step_xla_flops(RunConfig(model=cfg, data=DataConfig(), train=TrainConfig(tokens=10**6, global_batch_size=batch)))
 
@@ -98,7 +99,7 @@ def test_analytic_count_matches_xla(cfg):
 
     XLA counts what the program computes: the embedding gather as zero, and of the T x T
     attention scores the blocks the causal attention does not skip
-    (`model.attention_work_fraction`). So the attention terms of PaLM's and Chinchilla's
+    (`attention.attention_work_fraction`). So the attention terms of PaLM's and Chinchilla's
     counts are scaled by that fraction here; everything else is compared as written.
     """
     measured = _train_step_flops(cfg, batch=4)

@@ -1,8 +1,8 @@
 import pytest
 
 from scaling import flops
+from scaling.config import ModelConfig
 from scaling.hooks import FlopAccounting, StepEvent, call_hooks
-from scaling.model import ModelConfig
 
 CFG = ModelConfig(d_model=64, n_layers=2, n_heads=4, seq_len=32)
 

@@ -9,7 +9,6 @@ count: on CPU the resumed losses are therefore equal BITWISE, and the tests asse
 equality (of the float32 values, round-tripped through JSON and TensorBoard's float32).
 """
 
-import importlib
 import json
 import os
 import signal
@@ -23,10 +22,7 @@ import pytest
 
 from scaling import train
 from scaling.checkpoint import EXIT_PREEMPTED, Checkpointer
-from scaling.config import RunConfig, TrainConfig
-from scaling.data import DataConfig
 from scaling.metrics import read_jsonl, read_tensorboard_scalars
-from scaling.model import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, CKPT_EVERY, BATCH = 240, 40, 8
@@ -179,36 +175,23 @@ def test_sigterm_then_kill_9_at_random_steps_and_restarts_give_the_uninterrupted
 # ---------------------------------------------------------------------------------------
 # In process: a save torn by a kill, TensorBoard contents, gs:// outputs
 
-TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32)
-
-
-def tiny(steps=20, **kw) -> RunConfig:
-    t = dict(tokens=steps * 16 * 32, global_batch_size=16, lr=3e-3, warmup_steps=3, eval_batches=2, progress=False,
-             checkpoint_every=5, eval_every=10)
-    t.update(kw)
-    return RunConfig(model=TINY, data=DataConfig(), train=TrainConfig(**t), name="tiny")
-
-
-def sigterm_at(step):
-    def hook(event):
-        if event.step == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return hook
+# The tiny run (tests/conftest.py) with a checkpoint every 5 steps and an evaluation every 10.
+CHECKPOINTED = dict(checkpoint_every=5, eval_every=10)
 
 
 @pytest.fixture(scope="module")
-def tiny_reference(tmp_path_factory):
+def tiny_reference(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_ref")
-    r = train.run(tiny(), out)
+    r = train.run(tiny_run(**CHECKPOINTED), out)
     assert r.status == "finished"
     return out, r
 
 
 @pytest.mark.slow
-def test_a_save_torn_by_a_kill_is_ignored_and_tensorboard_matches_the_jsonl(tiny_reference, tmp_path):
+def test_a_save_torn_by_a_kill_is_ignored_and_tensorboard_matches_the_jsonl(tiny_run, sigterm_at, tiny_reference, tmp_path):
     ref, ref_result = tiny_reference
     out = tmp_path / "run"
-    assert train.run(tiny(), out, hooks=[sigterm_at(12)]).status == "preempted"  # saved at 12
+    assert train.run(tiny_run(**CHECKPOINTED), out, hooks=[sigterm_at(12)]).status == "preempted"  # saved at 12
     # As if killed while saving step 15 (orbax writes into a tmp dir and renames it on
     # commit) and while rewriting run.json / the JSONL (both go through a tmp file + rename).
     torn = out / "checkpoints" / "15.orbax-checkpoint-tmp-1795000000000000"
@@ -216,7 +199,7 @@ def test_a_save_torn_by_a_kill_is_ignored_and_tensorboard_matches_the_jsonl(tiny
     (torn / "state" / "manifest.ocdbt").write_bytes(b"\x00torn")
     (out / ".run.json.tmp").write_text('{"status": "fini')
     assert Checkpointer(out / "checkpoints").latest_step() == 12
-    r = train.run(tiny(), out)
+    r = train.run(tiny_run(**CHECKPOINTED), out)
     assert r.status == "finished" and r.steps == 20
     assert r.points[0]["val_loss"] == ref_result.points[0]["val_loss"]
     assert [x["loss"] for x in lines(out)] == [x["loss"] for x in lines(ref)]
@@ -230,32 +213,8 @@ def test_a_save_torn_by_a_kill_is_ignored_and_tensorboard_matches_the_jsonl(tiny
     assert set(tb["eval/val_loss"]) == {10, 20}
 
 
-@pytest.fixture
-def fake_gcs(monkeypatch):
-    """gs:// served from memory: epath's fsspec backend gets an in-memory filesystem."""
-    from etils.epath import backend
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    class FakeGCS(MemoryFileSystem):
-        protocol = ("gs", "gcs")
-        store: dict = {}
-        pseudo_dirs = [""]
-
-        @classmethod
-        def _strip_protocol(cls, path):
-            path = str(path)
-            for prefix in ("gs://", "gcs://"):
-                path = path.removeprefix(prefix)
-            return super()._strip_protocol(path)
-
-    monkeypatch.setitem(importlib.import_module("fsspec.registry")._registry, "gcs", FakeGCS)
-    backend.fsspec_backend._get_filesystem.cache_clear()
-    yield FakeGCS.store
-    backend.fsspec_backend._get_filesystem.cache_clear()
-
-
 @pytest.mark.slow
-def test_gs_outputs_go_through_epath(fake_gcs, tiny_reference, tmp_path, monkeypatch):
+def test_gs_outputs_go_through_epath(tiny_run, sigterm_at, fake_gcs, tiny_reference, tmp_path, monkeypatch):
     """run.json, metrics.jsonl and TensorBoard on gs:// (an in-memory fake): a preempted and
     resumed run writes them all there and nothing local. Orbax's checkpoints are not part of
     this: its arrays go through TensorStore's own gcs driver, which needs the network, so the
@@ -266,9 +225,9 @@ def test_gs_outputs_go_through_epath(fake_gcs, tiny_reference, tmp_path, monkeyp
                         lambda d, **kw: real(str(d).replace("gs://bucket", str(tmp_path)), **kw))
     monkeypatch.chdir(tmp_path)
     out = "gs://bucket/runs/tiny"
-    assert train.run(tiny(), out, hooks=[sigterm_at(12)]).status == "preempted"
+    assert train.run(tiny_run(**CHECKPOINTED), out, hooks=[sigterm_at(12)]).status == "preempted"
     assert json.loads(fake_gcs["/bucket/runs/tiny/run.json"].getvalue())["status"] == "preempted"
-    r = train.run(tiny(), out)
+    r = train.run(tiny_run(**CHECKPOINTED), out)
     assert r.status == "finished" and r.out_dir == out
     assert train.read_run_json(out)["status"] == "finished"
     got = [x for x in read_jsonl(f"{out}/metrics.jsonl") if x["kind"] == "train"]

@@ -5,50 +5,36 @@ import math
 
 import jax
 import numpy as np
-import optax
 import pytest
 
-from scaling import cli, train
-from scaling.config import RunConfig, TrainConfig
+from scaling import step as step_lib
+from scaling import train
+from scaling.config import ModelConfig
 from scaling.data import DataConfig, make_dataset
-from scaling.model import ModelConfig
-
-TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32)
-
-
-def tiny(steps=20, *, model=TINY, data=DataConfig(), batch=16, **train_kw) -> RunConfig:
-    kw = dict(tokens=steps * batch * model.seq_len, global_batch_size=batch, lr=3e-3, warmup_steps=3,
-              eval_batches=2, progress=False)
-    kw.update(train_kw)
-    return RunConfig(model=model, data=data, train=TrainConfig(**kw), name="tiny")
-
-
-def jsonl(path, kind="train"):
-    return [json.loads(line) for line in open(path / "metrics.jsonl") if json.loads(line)["kind"] == kind]
 
 
 @pytest.fixture(scope="module")
-def eight(tmp_path_factory):
+def eight(tiny_run, tmp_path_factory):
     assert len(jax.devices()) == 8, "conftest sets 8 fake CPU devices"
     out = tmp_path_factory.mktemp("eight")
-    return out, train.run(tiny(), out)
+    return out, train.run(tiny_run(), out)
 
 
-def test_one_device_and_eight_devices_give_the_same_losses(eight, tmp_path):
+def test_one_device_and_eight_devices_give_the_same_losses(metric_lines, tiny_run, eight, tmp_path):
     out8, r8 = eight
-    r1 = train.run(tiny(), tmp_path, mesh=train.data_mesh(jax.devices()[:1]))
+    r1 = train.run(tiny_run(), tmp_path, mesh=step_lib.data_mesh(jax.devices()[:1]))
     assert r1.status == r8.status == "finished" and r1.steps == r8.steps == 20
-    l1 = [line["loss"] for line in jsonl(tmp_path)]
-    l8 = [line["loss"] for line in jsonl(out8)]
+    l1 = [line["loss"] for line in metric_lines(tmp_path)]
+    l8 = [line["loss"] for line in metric_lines(out8)]
     assert len(l1) == len(l8) == 20
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     assert l8[-1] < l8[0] - 0.5  # and it learns
     assert r8.points[0]["val_loss"] == pytest.approx(r1.points[0]["val_loss"], rel=1e-5)
 
 
-def test_run_writes_metrics_point_and_metadata(eight):
+def test_run_writes_metrics_point_and_metadata(metric_lines, eight):
     out, r = eight
-    lines = jsonl(out)
+    lines = metric_lines(out)
     assert [line["step"] for line in lines] == list(range(1, 21))
     for key in ("tokens", "flops", "flops_6n", "flops_palm", "loss", "lr", "grad_norm", "step_time_s",
                 "tokens_per_s", "mfu"):
@@ -68,24 +54,24 @@ def test_run_writes_metrics_point_and_metadata(eight):
     assert meta["data"]["train"]["source"] == "stdlib" and "python_version" in meta["data"]["train"]
     assert len(meta["devices"]) == 8 and meta["jax_version"] == jax.__version__
     assert list((out / "tensorboard").iterdir())
-    assert [line["step"] for line in jsonl(out, "eval")] == [20]
+    assert [line["step"] for line in metric_lines(out, "eval")] == [20]
 
 
-def test_same_shape_reuses_the_compiled_step_and_finished_runs_are_not_rerun(eight, tmp_path):
-    before = dict(train.TRACE_COUNTS)
-    cfg = tiny(steps=7, lr=1e-3, schedule="wsd", seed=1)  # other lr, horizon, schedule, seed
+def test_same_shape_reuses_the_compiled_step_and_finished_runs_are_not_rerun(tiny_run, eight, tmp_path):
+    before = dict(step_lib.TRACE_COUNTS)
+    cfg = tiny_run(steps=7, lr=1e-3, schedule="wsd", seed=1)  # other lr, horizon, schedule, seed
     r = train.run(cfg, tmp_path)
     assert r.status == "finished" and r.steps == 7
-    assert dict(train.TRACE_COUNTS) == before
+    assert dict(step_lib.TRACE_COUNTS) == before
     again = train.run(cfg, tmp_path)
-    assert again == r and dict(train.TRACE_COUNTS) == before
+    assert again == r and dict(step_lib.TRACE_COUNTS) == before
     with pytest.raises(ValueError, match="different config"):
-        train.run(tiny(steps=8), tmp_path)
+        train.run(tiny_run(steps=8), tmp_path)
 
 
-def test_wsd_branches_give_one_evaluated_point_each(tmp_path):
+def test_wsd_branches_give_one_evaluated_point_each(metric_lines, tiny_run, tmp_path):
     tpb = 16 * 32
-    cfg = tiny(steps=30, schedule="wsd", cooldown_frac=0.2, final_lr_frac=0.0, wsd_branches=(10 * tpb, 20 * tpb))
+    cfg = tiny_run(steps=30, schedule="wsd", cooldown_frac=0.2, final_lr_frac=0.0, wsd_branches=(10 * tpb, 20 * tpb))
     r = train.run(cfg, tmp_path)
     assert r.status == "finished"
     assert [p["branch"] for p in r.points] == [10 * tpb, 20 * tpb, None]
@@ -93,65 +79,18 @@ def test_wsd_branches_give_one_evaluated_point_each(tmp_path):
     for p in r.points:
         assert math.isfinite(p["val_loss"]) and p["val_loss"] < math.log(256)
         assert p["flops_6n"] == pytest.approx(p["tokens"] * r.points[-1]["flops_6n"] / r.points[-1]["tokens"])
-    branches = jsonl(tmp_path, "branch")
+    branches = metric_lines(tmp_path, "branch")
     assert [(b["fork_step"], b["step"]) for b in branches] == [(8, 10), (16, 20)]
     # The main run never saw a branch's cooldown: its lr stays at the stable value until its own.
-    lines = jsonl(tmp_path)
+    lines = metric_lines(tmp_path)
     assert [line["step"] for line in lines] == list(range(1, 31))
     assert all(line["lr"] == 3e-3 for line in lines[3:24])
 
 
-def _place(cfg, mesh, tokens):
-    return train.put_batch(mesh, tokens, cfg.train.global_batch_size)
-
-
-def test_grad_accumulation_equals_the_full_batch_and_clipping_is_active():
-    mesh = train.data_mesh()
-    tokens = make_dataset(DataConfig(), seq_len=32, split="train").batch(0, 16)
-    results = {}
-    for accum in (1, 2):  # microbatches of 8 rows: one per device
-        cfg = tiny(grad_accum=accum, grad_clip=1.0)
-        step = train.train_step_for(cfg, mesh)
-        params, rest, opt = step.init(np.int32(0))
-        params, opt, m = step.step(params, opt, rest, _place(cfg, mesh, tokens), np.float32(1e-3))
-        results[accum] = (jax.device_get(params), jax.device_get(opt), float(m["loss"]), float(m["grad_norm"]))
-    (p1, o1, l1, g1), (p2, o2, l2, g2) = results[1], results[2]
-    assert l2 == pytest.approx(l1, rel=1e-6) and g2 == pytest.approx(g1, rel=1e-5)
-    # The gradients (Adam's first moment = 0.1 x grad) agree to float32 rounding ...
-    mu1, mu2 = optax.tree_utils.tree_get(o1, "mu"), optax.tree_utils.tree_get(o2, "mu")
-    for a, b in zip(jax.tree.leaves(mu1), jax.tree.leaves(mu2)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-9)
-    # ... and so do the updates, up to Adam's g / (|g| + eps) amplifying rounding where
-    # |g| ~ eps: compare at 1% of one update (lr = 1e-3).
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    # Adam's first moment after one step is (1 - beta1) x the gradient AFTER clipping:
-    # the raw norm is above grad_clip=1, so |mu| = 0.1 x 1, not 0.1 x |g|.
-    assert g1 > 1.2
-    assert float(optax.tree.norm(mu1)) == pytest.approx((1 - 0.9) * 1.0, rel=1e-4)
-
-
-def test_weight_decay_only_on_matrices():
-    step = train.train_step_for(tiny(), train.data_mesh())
-    params, _, _ = step.init(np.int32(0))
-    mask = train.decay_mask(params)
-    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(mask)}
-    assert any("embed" in k and v for k, v in flat.items())
-    assert any("kernel" in k and v for k, v in flat.items())
-    assert not any("scale" in k and v for k, v in flat.items())
-
-
-def test_bad_set_key_fails_with_exit_2_naming_it(capsys):
-    assert cli.main(["train", "experiments/cpu_tiny.py", "--set", "train.bogus_key=1"]) == 2
-    assert "bogus_key" in capsys.readouterr().err
-    assert cli.main(["train", "experiments/cpu_tiny.py", "--set", "train.lr=-1"]) == 2
-    assert "lr" in capsys.readouterr().err
-
-
 @pytest.mark.slow
-def test_stdlib_validation_loss_falls_well_below_the_unigram_entropy(tmp_path):
+def test_stdlib_validation_loss_falls_well_below_the_unigram_entropy(tiny_run, tmp_path):
     model = ModelConfig(d_model=64, n_layers=2, n_heads=4, seq_len=64)
-    cfg = tiny(steps=250, model=model, batch=32, warmup_steps=20, eval_batches=4)
+    cfg = tiny_run(steps=250, model=model, batch=32, warmup_steps=20, eval_batches=4)
     r = train.run(cfg, tmp_path)
     unigram = make_dataset(DataConfig(), seq_len=64, split="validation").unigram_entropy()
     val = r.points[-1]["val_loss"]
@@ -160,13 +99,13 @@ def test_stdlib_validation_loss_falls_well_below_the_unigram_entropy(tmp_path):
 
 
 @pytest.mark.slow
-def test_synthetic_loss_approaches_the_entropy_rate_from_above(tmp_path):
+def test_synthetic_loss_approaches_the_entropy_rate_from_above(tiny_run, tmp_path):
     data = DataConfig(source="synthetic", synthetic_vocab_size=64)
     entropy = make_dataset(data, seq_len=32, split="validation").entropy_rate
     losses = {}
     for d in (8, 64):
         model = ModelConfig(d_model=d, n_layers=1, n_heads=1, seq_len=32, vocab_size=64)
-        r = train.run(tiny(steps=150, model=model, data=data, batch=32, lr=1e-2, eval_batches=8), tmp_path / str(d))
+        r = train.run(tiny_run(steps=150, model=model, data=data, batch=32, lr=1e-2, eval_batches=8), tmp_path / str(d))
         losses[d] = r.points[-1]["val_loss"]
     print(f"synthetic: entropy rate {entropy:.4f}, val_loss d=8 {losses[8]:.4f}, d=64 {losses[64]:.4f}")
     noise = 0.03  # 8 x 32 x 32 eval tokens

@@ -20,6 +20,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from scaling.validate import check_bool, check_choice, check_int, check_number, check_str, fail
+
 SOURCES = ("stdlib", "synthetic", "tfds")
 PACKINGS = ("auto", "stream", "documents")
 SPLITS = ("train", "validation")
@@ -28,11 +30,7 @@ MAX_SYNTHETIC_VOCAB = 4096
 
 
 def _fail(field: str, value, why: str) -> None:
-    raise ValueError(f"DataConfig.{field}={value!r}: {why}")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    fail("DataConfig", field, value, why)
 
 
 @dataclass(frozen=True)
@@ -84,42 +82,29 @@ class DataConfig:
     stats_documents: int = 2000
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            _fail("source", self.source, f"must be one of {SOURCES}")
+        c = "DataConfig"
+        check_choice(c, "source", self.source, SOURCES)
         for field in ("seed", "synthetic_chain_seed"):
-            v = getattr(self, field)
-            if not _is_int(v) or not 0 <= v < 2**64:
-                _fail(field, v, "must be an int in [0, 2**64)")
+            check_int(c, field, getattr(self, field), low=0, high=2**64 - 1, why="must be an int in [0, 2**64)")
         if self.source == "tfds" and not (isinstance(self.name, str) and self.name):
             _fail("name", self.name, 'a TFDS dataset name (e.g. "lm1b") is required when source="tfds"')
-        if self.name is not None and not isinstance(self.name, str):
-            _fail("name", self.name, "must be a str or None")
-        if self.data_dir is not None and not (isinstance(self.data_dir, str) and self.data_dir):
-            _fail("data_dir", self.data_dir, "must be a non-empty str (local path or gs://...) or None")
+        check_str(c, "name", self.name, optional=True)
+        check_str(c, "data_dir", self.data_dir, optional=True,
+                  why="must be a non-empty str (local path or gs://...) or None")
         for field in ("text_key", "train_split", "validation_split"):
-            v = getattr(self, field)
-            if not (isinstance(v, str) and v):
-                _fail(field, v, "must be a non-empty str")
-        if not (isinstance(self.tokenizer, str) and self.tokenizer):
-            _fail("tokenizer", self.tokenizer, '"byte" or a path to a SentencePiece .model file')
+            check_str(c, field, getattr(self, field))
+        check_str(c, "tokenizer", self.tokenizer, why='"byte" or a path to a SentencePiece .model file')
         if self.tokenizer != "byte" and "://" not in self.tokenizer and not os.path.isfile(self.tokenizer):
             _fail("tokenizer", self.tokenizer, 'not "byte" and no SentencePiece model file exists at this path')
-        if not _is_int(self.synthetic_vocab_size) or not 2 <= self.synthetic_vocab_size <= MAX_SYNTHETIC_VOCAB:
-            _fail("synthetic_vocab_size", self.synthetic_vocab_size, f"must be an int in [2, {MAX_SYNTHETIC_VOCAB}]")
-        s = self.synthetic_zipf_exponent
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < float("inf"):
-            _fail("synthetic_zipf_exponent", s, "must be a finite number >= 0")
-        f = self.validation_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
-            _fail("validation_fraction", f, "must be in (0, 1)")
+        check_int(c, "synthetic_vocab_size", self.synthetic_vocab_size, low=2, high=MAX_SYNTHETIC_VOCAB)
+        check_number(c, "synthetic_zipf_exponent", self.synthetic_zipf_exponent, low=0)
+        check_number(c, "validation_fraction", self.validation_fraction, low=0, high=1, low_open=True,
+                      high_open=True)
         if self.stdlib_path is not None and not os.path.isdir(str(self.stdlib_path)):
             _fail("stdlib_path", self.stdlib_path, "is not a directory")
-        if self.packing not in PACKINGS:
-            _fail("packing", self.packing, f"must be one of {PACKINGS}")
-        if not isinstance(self.download, bool):
-            _fail("download", self.download, "must be a bool")
-        if not _is_int(self.stats_documents) or self.stats_documents < 1:
-            _fail("stats_documents", self.stats_documents, "must be an int >= 1")
+        check_choice(c, "packing", self.packing, PACKINGS)
+        check_bool(c, "download", self.download)
+        check_int(c, "stats_documents", self.stats_documents, low=1)
 
     def replace(self, **changes) -> "DataConfig":
         """A copy with some fields changed (validated again)."""

@@ -1,5 +1,5 @@
-"""`scaling demo`: its configs plan a sound IsoFLOP sweep, and the tiny demo runs end to
-end, as CI runs it: real runs, fits, plots."""
+"""`scaling demo` end to end, as CI runs it: real runs, fits, plots (the pipeline chains
+sweep -> table -> report -> figures)."""
 
 from __future__ import annotations
 
@@ -12,37 +12,6 @@ import sys
 import pytest
 
 from scaling import results, sweep
-
-
-def test_demo_configs_plan():
-    for name in sweep.DEMO_BUDGETS:
-        cfg = sweep.demo_config(name)
-        runs = sweep.plan(cfg, warn=False)
-        budgets = sorted({r.budget for r in runs})
-        assert len(budgets) == len(sweep.DEMO_BUDGETS[name][0])
-        assert budgets[-1] / budgets[0] >= 10  # a decade of compute: a power law can be fitted
-        # One shape per size (no depth mixing): N grows with width alone.
-        assert len({r.config.model.n_layers for r in runs}) == 1
-        by_width = {}
-        for r in runs:
-            by_width.setdefault(r.config.model.d_model, set()).add(r.N)
-        assert all(len(ns) == 1 for ns in by_width.values())
-        for C in budgets:
-            here = [r for r in runs if r.budget == C]
-            assert len(here) >= 4  # a parabola per budget
-            assert len({r.N for r in here}) == len(here)
-            assert all(r.steps >= cfg.min_steps for r in here)
-            n_opt = sweep.optimal_size(cfg, C)
-            assert min(r.N for r in here) < n_opt < max(r.N for r in here)  # the expected optimum is bracketed
-        for r in runs:
-            tc = r.config.train
-            assert tc.lr * r.config.model.d_model == pytest.approx(cfg.train.lr * cfg.lr_width)  # lr ~ 1/width
-            assert tc.warmup_steps <= max(1, 0.1 * r.steps)
-            assert tc.eval_batches * (tc.eval_batch_size or tc.global_batch_size) * r.config.model.seq_len >= 30_000
-    with pytest.raises(ValueError, match="budget="):
-        sweep.demo_config("huge")
-    with pytest.raises(ValueError, match="SweepConfig.lr_width"):
-        sweep.demo_config("tiny").replace(lr_width=0)
 
 
 @pytest.mark.slow
@@ -71,3 +40,20 @@ def test_demo_tiny(tmp_path):
     assert (tmp_path / "tiny" / "DONE").exists()
     for name in ("isoflop.png", "loss_vs_compute.png", "optimal_allocation.png", "backtest.png"):
         assert (tmp_path / "tiny" / "plots" / name).stat().st_size > 10_000
+
+
+def test_summarize_writes_report_and_plots_beside_a_gs_table(synthetic_rows, fake_gcs, capsys):
+    """The table, report.txt and every figure of a sweep on gs:// stay on gs:// (they used to
+    land in a local folder named `gs:`)."""
+    from scaling import paths, pipeline, plot
+
+    out = "gs://bucket/sweep"
+    for row in synthetic_rows(budgets=(1e12, 3e12, 1e13)):
+        results.append_row(out, row)
+    rep = pipeline.summarize(out, budget=1e14, n_bootstrap=10, plot_dir=paths.join(out, "plots"))
+    assert rep.chinchilla is not None
+    text = fake_gcs["/bucket/sweep/report.txt"].getvalue().decode()
+    assert "Forecast at C = 1e+14" in text and text.strip() in capsys.readouterr().out
+    for name in plot.PLOTS:
+        assert fake_gcs[f"/bucket/sweep/plots/{name}"].getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (paths.path("gs:").exists())

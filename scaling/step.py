@@ -1,0 +1,279 @@
+"""The compiled functions of training: mesh, placement, optimizer, step, evaluation.
+
+    mesh = data_mesh()                          # 1-D ("data",) over every device of every host
+    compiled = train_step_for(cfg, mesh)        # cached per shape: one compile per sweep shape
+    params, rest, opt_state = compiled.init(np.int32(seed))
+    params, opt_state, metrics = compiled.step(params, opt_state, rest, put_batch(mesh, rows, B), lr)
+
+The step: one `jax.jit` function, data-parallel with pmap semantics over a 1-D mesh
+`Mesh(devices, ("data",))` with Auto axis types (not `jax.make_mesh`'s Explicit default, see
+the field notes): parameters and optimizer state replicated (`P()`), the batch split along
+its rows (`P("data")`); XLA inserts the all-reduce that averages gradients. The same code
+runs on 1 device and on many, on one host and on many: each host builds only its own rows
+and `jax.make_array_from_process_local_data` assembles the global batch.
+
+The step is a pure function of (params, opt_state, rest, tokens, lr): the model is split
+once (`nnx.split(model, nnx.Param, ...)`) and merged inside the traced function. The
+learning rate is an argument computed on the host from the schedule, not baked into optax,
+so every run of one shape (same ModelConfig, batch, accumulation, optimizer constants and
+devices) shares ONE compiled step, whatever its learning rate or horizon (`_TRAIN_STEPS`,
+keyed by `StepKey`; `TRACE_COUNTS` counts traces).
+
+Optimizer: AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") as
+optax builds it (`scale_by_adam`, `add_decayed_weights`, times -lr: the decay is scaled by
+the scheduled lr, as in PyTorch's AdamW and optax.adamw). Weight decay applies to every
+parameter with ndim >= 2 -- all matrices, the embedding tables included, as nanoGPT does --
+and not to vectors (LayerNorm scales, biases): decaying gains and offsets towards 0 has no
+regularising meaning. Gradients are clipped by global norm (`grad_clip`, 0 = off) before
+Adam; the reported grad_norm is the norm before clipping. Gradient accumulation splits the
+global batch into `grad_accum` microbatches inside the step (`lax.scan`) and averages
+their gradients: with equal microbatches this is exactly the full-batch mean gradient.
+Loss: mean token cross-entropy in float32 (the model returns float32 logits also under
+bf16 compute; parameters are float32 master weights).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scaling import flops as flops_lib
+from scaling.config import ModelConfig, RunConfig
+from scaling.model import init
+
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+# ---------------------------------------------------------------------------------------
+# Mesh and placement
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D data-parallel mesh over `devices` (default: every device of every host)."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.array(devices), ("data",))
+
+
+def _replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def _rows(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P("data"))
+
+
+def host_rows(mesh: Mesh) -> tuple[int, int]:
+    """(this host's index, number of hosts) among `mesh`'s hosts: which rows of the global
+    batch this process builds (`Dataset.batch(..., process_index=, process_count=)`)."""
+    procs = sorted({d.process_index for d in mesh.devices.flat})
+    return procs.index(jax.process_index()), len(procs)
+
+
+def put_batch(mesh: Mesh, local_BxT1: np.ndarray, global_rows: int) -> jax.Array:
+    """This host's rows -> the global batch array sharded P('data') over `mesh`."""
+    return jax.make_array_from_process_local_data(_rows(mesh), local_BxT1, (global_rows, local_BxT1.shape[1]))
+
+
+# ---------------------------------------------------------------------------------------
+# The optimizer, the step and the eval step
+
+
+def decay_mask(params):
+    """Weight decay on ndim >= 2 (matrices and embedding tables), not on vectors."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(weight_decay: float, beta1: float, beta2: float, eps: float,
+                   grad_clip: float) -> optax.GradientTransformation:
+    """AdamW without its learning rate (the step multiplies the updates by -lr)."""
+    parts = []
+    if grad_clip > 0:
+        parts.append(optax.clip_by_global_norm(grad_clip))
+    parts.append(optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps))
+    if weight_decay > 0:
+        parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+    return optax.chain(*parts)
+
+
+def token_losses(graphdef, params, rest, tokens_BxT1):
+    """(nll_BxT, logits_BxTxV): next-token cross-entropy in float32."""
+    model = nnx.merge(graphdef, params, rest)
+    inputs_BxT, targets_BxT = tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
+    logits_BxTxV = model(inputs_BxT).astype(jnp.float32)
+    nll_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
+    return nll_BxT, logits_BxTxV
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKey:
+    """What a compiled training step depends on (and nothing else: not lr, not horizon)."""
+
+    model: ModelConfig
+    global_batch_size: int
+    grad_accum: int
+    weight_decay: float
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    device_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, cfg: RunConfig, mesh: Mesh) -> "StepKey":
+        t = cfg.train
+        return cls(cfg.model, t.global_batch_size, t.grad_accum, float(t.weight_decay), float(t.beta1),
+                   float(t.beta2), float(t.eps), float(t.grad_clip), tuple(int(d.id) for d in mesh.devices.flat))
+
+
+@dataclasses.dataclass
+class CompiledStep:
+    """The jitted functions of one StepKey: init(seed), step(...), copy(tree)."""
+
+    key: StepKey
+    graphdef: Any
+    init: Callable  # int32 seed -> (params, rest, opt_state), replicated
+    step: Callable  # (params, opt_state, rest, tokens_BxT1, lr) -> (params, opt_state, metrics)
+    copy: Callable  # tree -> a device copy (for WSD branches)
+
+
+_TRAIN_STEPS: dict[StepKey, CompiledStep] = {}
+_EVAL_STEPS: dict[tuple, Callable] = {}
+
+
+def _init_params_for(model_cfg: ModelConfig, mesh: Mesh) -> Callable:
+    """Jitted seed -> (params, rest), replicated on `mesh` (cached per model shape: compiling
+    the initialisers costs seconds on CPU)."""
+    key = ("init", model_cfg, tuple(int(d.id) for d in mesh.devices.flat))
+    if key not in _EVAL_STEPS:
+        def init_fn(seed):
+            TRACE_COUNTS["init"] += 1
+            # nnx.Rngs(int) is nnx.Rngs(jax.random.key(int)): a traced seed needs the key form.
+            _, params, rest = nnx.split(init(model_cfg, jax.random.key(seed)), nnx.Param, ...)
+            return params, rest
+
+        _EVAL_STEPS[key] = jax.jit(init_fn, out_shardings=_replicated(mesh))
+    return _EVAL_STEPS[key]
+
+
+def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
+    """The cached compiled step for `cfg`'s shape on `mesh` (built on first use)."""
+    key = StepKey.of(cfg, mesh)
+    if key in _TRAIN_STEPS:
+        return _TRAIN_STEPS[key]
+    model_cfg, accum, B = key.model, key.grad_accum, key.global_batch_size
+    tx = make_optimizer(key.weight_decay, key.beta1, key.beta2, key.eps, key.grad_clip)
+    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
+    repl = _replicated(mesh)
+    n_dev = mesh.size
+
+    init_params = _init_params_for(model_cfg, mesh)
+    init_opt = jax.jit(tx.init, out_shardings=repl)
+
+    def init_fn(seed):
+        params, rest = init_params(seed)
+        return params, rest, init_opt(params)
+
+    def mean_loss(params, rest, tokens_BxT1):
+        nll_BxT, _ = token_losses(graphdef, params, rest, tokens_BxT1)
+        return jnp.mean(nll_BxT)
+
+    grad_fn = jax.value_and_grad(mean_loss)
+
+    def step_fn(params, opt_state, rest, tokens_BxT1, lr):
+        TRACE_COUNTS["train_step"] += 1
+        if accum == 1:
+            loss, grads = grad_fn(params, rest, tokens_BxT1)
+        else:
+            T1 = tokens_BxT1.shape[1]
+            # Microbatch a = rows a, a + accum, a + 2 accum, ...: with contiguous row shards
+            # every microbatch is spread over all devices.
+            micro_AxMxT1 = tokens_BxT1.reshape(B // accum, accum, T1).swapaxes(0, 1)
+            if (B // accum) % n_dev == 0:
+                micro_AxMxT1 = jax.lax.with_sharding_constraint(micro_AxMxT1, NamedSharding(mesh, P(None, "data")))
+
+            def body(carry, tokens_MxT1):
+                loss_sum, grad_sum = carry
+                loss, grads = grad_fn(params, rest, tokens_MxT1)
+                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro_AxMxT1)
+            loss = loss_sum / accum
+            grads = jax.tree.map(lambda g: g / accum, grad_sum)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        lr = jnp.asarray(lr, jnp.float32)
+        params = jax.tree.map(lambda p, u: (p - lr * u).astype(p.dtype), params, updates)
+        return params, opt_state, {"loss": loss, "grad_norm": grad_norm}
+
+    compiled = CompiledStep(
+        key=key, graphdef=graphdef,
+        init=init_fn,
+        step=jax.jit(step_fn, donate_argnums=(0, 1), out_shardings=repl),
+        copy=jax.jit(lambda tree: jax.tree.map(lambda x: x.copy(), tree), out_shardings=repl),
+    )
+    _TRAIN_STEPS[key] = compiled
+    return compiled
+
+
+def step_xla_flops(cfg: RunConfig, mesh: Mesh | None = None) -> float:
+    """XLA's FLOP count of one compiled training step of `cfg` (the real step: forward,
+    backward, clipping, AdamW), for checking the analytic counts of `scaling.flops`."""
+    mesh = mesh or data_mesh(jax.devices()[:1])
+    compiled = train_step_for(cfg, mesh)
+    params, rest, opt_state = compiled.init(np.int32(cfg.train.seed))
+    tokens_BxT1 = jnp.zeros((cfg.train.global_batch_size, cfg.model.seq_len + 1), jnp.int32)
+    return flops_lib.xla_flops(compiled.step, params, opt_state, rest, tokens_BxT1, jnp.float32(0.0))
+
+
+def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh) -> Callable:
+    """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape)."""
+    key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat))
+    if key in _EVAL_STEPS:
+        return _EVAL_STEPS[key]
+    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
+
+    def eval_fn(params, rest, tokens_BxT1):
+        TRACE_COUNTS["eval_step"] += 1
+        nll_BxT, logits_BxTxV = token_losses(graphdef, params, rest, tokens_BxT1)
+        B, T = nll_BxT.shape
+        correct_BxT = jnp.argmax(logits_BxTxV, axis=-1) == tokens_BxT1[:, 1:]
+        n_spans = T // span
+        spans_BxS = jnp.all(correct_BxT[:, : n_spans * span].reshape(B, n_spans, span), axis=-1)
+        return {"nll_sum": jnp.sum(nll_BxT), "correct": jnp.sum(correct_BxT), "tokens": B * T,
+                "spans_correct": jnp.sum(spans_BxS), "spans": B * n_spans}
+
+    fn = jax.jit(eval_fn, out_shardings=_replicated(mesh))
+    _EVAL_STEPS[key] = fn
+    return fn
+
+
+def evaluate(eval_fn, params, rest, batches, val_ds) -> dict[str, float]:
+    """Validation metrics over the fixed eval batches.
+
+    val_loss: nats per target token; val_bpb: bits per UTF-8 byte (`Dataset.bits_per_byte`);
+    val_accuracy: greedy next-token accuracy; val_exact_match: the fraction of span-aligned
+    chunks of `exact_match_span` targets predicted ALL correctly by greedy argmax. The last is
+    deliberately all-or-nothing: Schaeffer et al. 2023 ("Are Emergent Abilities of Large
+    Language Models a Mirage?") show that such discontinuous metrics turn a smooth per-token
+    improvement (p^span) into an apparently sudden "emergent" jump; logging it beside the
+    smooth loss and accuracy lets a sweep show that effect on its own models.
+    """
+    totals = collections.Counter()
+    for tokens in batches:
+        out = jax.device_get(eval_fn(params, rest, tokens))
+        for k, v in out.items():
+            totals[k] += float(v)
+    loss = totals["nll_sum"] / totals["tokens"]
+    return {"val_loss": loss, "val_bpb": val_ds.bits_per_byte(loss),
+            "val_accuracy": totals["correct"] / totals["tokens"],
+            "val_exact_match": totals["spans_correct"] / max(totals["spans"], 1.0)}

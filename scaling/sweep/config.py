@@ -1,0 +1,165 @@
+"""`SweepConfig` (an IsoFLOP sweep: budgets x model sizes, one recipe) and `PlannedRun`.
+
+Jax-free, like `scaling.config`: planning a sweep and printing its table needs no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+from scaling.config import FLOPS_METHODS as METHODS
+from scaling.config import ModelConfig, RunConfig, TrainConfig
+from scaling.data.config import DataConfig
+from scaling.validate import fail, positive_numbers
+
+
+def _fail(field: str, value, why: str):
+    fail("SweepConfig", field, value, why)
+
+
+def _positive_numbers(field: str, values, *, integers: bool = False) -> tuple:
+    return positive_numbers("SweepConfig", field, values, integers=integers)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """An IsoFLOP sweep: budgets x model sizes, one fixed recipe.
+
+    budgets: training FLOP budgets C (by `flops_method`), at least one.
+    Family (how model shapes are made; the rest of each ModelConfig comes from `model`):
+      widths, depths: a widths x depths grid (`scaling.family.grid`); sizes per budget are
+        picked from it, nearest (in log N) to the targets around the optimum. Or, when both
+        are empty, shapes are made for each target size by `scaling.family.from_target_params`
+        at `aspect_ratio` (d_model / n_layers).
+      head_dim: d_model / n_heads for every shape.
+    sizes_per_budget: model sizes per budget (>= 1; the IsoFLOP fit needs >= 4 per budget).
+    size_spread: sizes span N_opt / size_spread .. N_opt x size_spread, geometrically (> 1).
+    count: which parameter count is "N" when sizes are targeted ("total" as Chinchilla, or
+      "non_embedding" as Kaplan).
+    model, data, train: the base recipe. `model`'s shape fields are replaced per run;
+      `train.tokens` is replaced by each run's D (so the schedule's horizon is D), and
+      `train.flops_method` by `flops_method`.
+    flops_method: the FLOP accounting of C = per_token(cfg, method) x D.
+    prior_k, prior_a: optional prior N_opt = prior_k x C^prior_a (both or neither); without
+      them N_opt solves C = per_token(N) x tokens_per_param x N.
+    tokens_per_param: the rule used without a prior (20: Hoffmann et al. 2022).
+    min_steps: runs with fewer optimizer steps than this are skipped with a warning (their
+      warmup and early transient would dominate the final loss).
+    max_warmup_frac: each run's warmup is at most this fraction of its steps.
+    lr_width: None (every run uses train.lr) or a width W: each run's learning rate is
+      train.lr x W / d_model, so train.lr is the rate at width W and narrower models get
+      proportionally more (Adam's best rate falls roughly as 1/width: Yang et al. 2022, muP,
+      for hidden matrices). One rule for the whole family, recorded in each run's config.
+    wsd_branch_fracs: with train.schedule="wsd", each run also forks cooldown branches at
+      these fractions of its D (each evaluated as its own (N, D) row).
+    name: the sweep's name (metadata only).
+    """
+
+    budgets: tuple[float, ...]
+    model: ModelConfig
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(tokens=1))
+    widths: tuple[int, ...] = ()
+    depths: tuple[int, ...] = ()
+    aspect_ratio: float = 64.0
+    head_dim: int = 64
+    sizes_per_budget: int = 5
+    size_spread: float = 4.0
+    count: Literal["total", "non_embedding"] = "total"
+    flops_method: Literal["6n", "kaplan", "chinchilla", "palm"] = "chinchilla"
+    prior_k: float | None = None
+    prior_a: float | None = None
+    tokens_per_param: float = 20.0
+    min_steps: int = 100
+    max_warmup_frac: float = 0.2
+    lr_width: int | None = None
+    wsd_branch_fracs: tuple[float, ...] = ()
+    name: str = "sweep"
+
+    def __post_init__(self):
+        object.__setattr__(self, "budgets", _positive_numbers("budgets", self.budgets))
+        if not self.budgets:
+            _fail("budgets", self.budgets, "needs at least one FLOP budget")
+        if not isinstance(self.model, ModelConfig):
+            _fail("model", self.model, "must be a ModelConfig")
+        if not isinstance(self.data, DataConfig):
+            _fail("data", self.data, "must be a DataConfig")
+        if not isinstance(self.train, TrainConfig):
+            _fail("train", self.train, "must be a TrainConfig")
+        object.__setattr__(self, "widths", _positive_numbers("widths", self.widths, integers=True))
+        object.__setattr__(self, "depths", _positive_numbers("depths", self.depths, integers=True))
+        if bool(self.widths) != bool(self.depths):
+            _fail("widths" if not self.widths else "depths", self.widths if not self.widths else self.depths,
+                  "give both widths and depths (a grid) or neither (target sizes)")
+        for w in self.widths:
+            if isinstance(self.head_dim, int) and self.head_dim > 0 and w % self.head_dim:
+                _fail("widths", self.widths, f"width {w} is not divisible by head_dim={self.head_dim}")
+        if isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int) or self.head_dim <= 0:
+            _fail("head_dim", self.head_dim, "must be a positive int")
+        if not (isinstance(self.aspect_ratio, (int, float)) and self.aspect_ratio > 0):
+            _fail("aspect_ratio", self.aspect_ratio, "must be positive")
+        if isinstance(self.sizes_per_budget, bool) or not isinstance(self.sizes_per_budget, int) \
+                or self.sizes_per_budget < 1:
+            _fail("sizes_per_budget", self.sizes_per_budget, "must be an int >= 1")
+        if not (isinstance(self.size_spread, (int, float)) and self.size_spread > 1 and math.isfinite(self.size_spread)):
+            _fail("size_spread", self.size_spread, "must be a finite number > 1")
+        if self.count not in ("total", "non_embedding"):
+            _fail("count", self.count, "must be 'total' or 'non_embedding'")
+        if self.flops_method not in METHODS:
+            _fail("flops_method", self.flops_method, f"must be one of {METHODS}")
+        if (self.prior_k is None) != (self.prior_a is None):
+            _fail("prior_k" if self.prior_k is None else "prior_a", None,
+                  "give both prior_k and prior_a (N_opt = k C^a) or neither")
+        if self.prior_k is not None and not (isinstance(self.prior_k, (int, float)) and self.prior_k > 0):
+            _fail("prior_k", self.prior_k, "must be positive")
+        if self.prior_a is not None and not (isinstance(self.prior_a, (int, float)) and 0 < self.prior_a < 1):
+            _fail("prior_a", self.prior_a, "must be in (0, 1)")
+        if not (isinstance(self.tokens_per_param, (int, float)) and self.tokens_per_param > 0):
+            _fail("tokens_per_param", self.tokens_per_param, "must be positive")
+        if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int) or self.min_steps < 1:
+            _fail("min_steps", self.min_steps, "must be an int >= 1")
+        if not (isinstance(self.max_warmup_frac, (int, float)) and 0 <= self.max_warmup_frac < 1):
+            _fail("max_warmup_frac", self.max_warmup_frac, "must be in [0, 1)")
+        if self.lr_width is not None and (isinstance(self.lr_width, bool) or not isinstance(self.lr_width, int)
+                                          or self.lr_width <= 0):
+            _fail("lr_width", self.lr_width, "must be None or a positive int (the width at which lr = train.lr)")
+        fracs = tuple(self.wsd_branch_fracs)
+        object.__setattr__(self, "wsd_branch_fracs", fracs)
+        for f in fracs:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                _fail("wsd_branch_fracs", fracs, f"{f!r} is not in (0, 1)")
+        if fracs and self.train.schedule != "wsd":
+            _fail("wsd_branch_fracs", fracs, f"need train.schedule='wsd' (it is {self.train.schedule!r})")
+        if not self.name or "/" in self.name:
+            _fail("name", self.name, "must be a non-empty name without '/'")
+
+    def replace(self, **changes) -> "SweepConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its id, budget, size, tokens and full RunConfig."""
+
+    run_id: str
+    budget: float
+    N: int
+    N_non_embedding: int
+    D: int
+    flops_per_token: float
+    config: RunConfig
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps()
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.D / self.N
+
+    @property
+    def flops(self) -> float:
+        """C of the tokens actually trained (whole steps), by the sweep's accounting."""
+        return self.flops_per_token * self.steps * self.config.train.global_batch_size * self.config.model.seq_len
