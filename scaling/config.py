@@ -152,6 +152,13 @@ class TrainConfig:
         each token count in `wsd_branches` (< tokens) forks a branch from the stable phase that
         cools down over `cooldown_frac` of ITS length and is evaluated as its own (N, D) point.
       "constant": warmup then constant.
+
+    steps_per_dispatch: K > 1 runs K optimizer steps per device call (`lax.scan` over the same
+      step, the K batches staged on the device at once), so tiny models are not bound by the
+      host's per-step round trip. Each step's loss, rate and hooks are exactly as with K = 1
+      (the same update; float32 results agree to rounding, not bitwise); evaluations,
+      checkpoints, WSD forks and preemption checks happen at block boundaries, which are
+      aligned to them. 1 (default) dispatches every step.
     """
 
     tokens: int
@@ -169,6 +176,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0
     grad_accum: int = 1
+    steps_per_dispatch: int = 1     # optimizer steps per device call (a lax.scan); see below
     seed: int = 0
     flops_method: Literal["6n", "kaplan", "chinchilla", "palm"] = "chinchilla"
     eval_every: int = 0              # steps between evaluations; 0 = only at the end
@@ -184,7 +192,7 @@ class TrainConfig:
     def __post_init__(self):
         c = "TrainConfig"
         for name in ("tokens", "global_batch_size", "grad_accum", "eval_batches", "keep_checkpoints",
-                     "exact_match_span", "log_every"):
+                     "exact_match_span", "log_every", "steps_per_dispatch"):
             check_int(c, name, getattr(self, name), low=1)
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
             check_int(c, name, getattr(self, name), low=0)

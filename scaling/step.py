@@ -83,6 +83,13 @@ def put_batch(mesh: Mesh, local_BxT1: np.ndarray, global_rows: int) -> jax.Array
     return jax.make_array_from_process_local_data(_rows(mesh), local_BxT1, (global_rows, local_BxT1.shape[1]))
 
 
+def put_batches(mesh: Mesh, local_KxBxT1: np.ndarray, global_rows: int) -> jax.Array:
+    """K batches of this host's rows -> one [K, global rows, T + 1] array, rows sharded P(None, 'data')."""
+    K, _, T1 = local_KxBxT1.shape
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, "data")), local_KxBxT1,
+                                                  (K, global_rows, T1))
+
+
 # ---------------------------------------------------------------------------------------
 # The optimizer, the step and the eval step
 
@@ -136,12 +143,13 @@ class StepKey:
 
 @dataclasses.dataclass
 class CompiledStep:
-    """The jitted functions of one StepKey: init(seed), step(...), copy(tree)."""
+    """The jitted functions of one StepKey: init(seed), step(...), steps(...), copy(tree)."""
 
     key: StepKey
     graphdef: Any
     init: Callable  # int32 seed -> (params, rest, opt_state), replicated
     step: Callable  # (params, opt_state, rest, tokens_BxT1, lr) -> (params, opt_state, metrics)
+    steps: Callable  # (params, opt_state, rest, tokens_KxBxT1, lrs_K, valid_K) -> (params, opt_state, metrics_K)
     copy: Callable  # tree -> a device copy (for WSD branches)
 
 
@@ -215,10 +223,27 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
         params = jax.tree.map(lambda p, u: (p - lr * u).astype(p.dtype), params, updates)
         return params, opt_state, {"loss": loss, "grad_norm": grad_norm}
 
+    def steps_fn(params, opt_state, rest, tokens_KxBxT1, lrs_K, valid_K):
+        """K optimizer steps in one dispatch (`lax.scan` over `step_fn`): for tiny models the
+        per-step host round trip, not the arithmetic, bounds the speed. Steps whose `valid`
+        is False leave the state untouched (a block shorter than K keeps one compiled shape)."""
+        TRACE_COUNTS["train_steps"] += 1
+
+        def body(carry, x):
+            params, opt_state = carry
+            tokens_BxT1, lr, valid = x
+            new_params, new_opt, metrics = step_fn(params, opt_state, rest, tokens_BxT1, lr)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(valid, a, b), new, old)
+            return (keep(new_params, params), keep(new_opt, opt_state)), metrics
+
+        (params, opt_state), metrics_K = jax.lax.scan(body, (params, opt_state), (tokens_KxBxT1, lrs_K, valid_K))
+        return params, opt_state, metrics_K
+
     compiled = CompiledStep(
         key=key, graphdef=graphdef,
         init=init_fn,
         step=jax.jit(step_fn, donate_argnums=(0, 1), out_shardings=repl),
+        steps=jax.jit(steps_fn, donate_argnums=(0, 1), out_shardings=repl),
         copy=jax.jit(lambda tree: jax.tree.map(lambda x: x.copy(), tree), out_shardings=repl),
     )
     _TRAIN_STEPS[key] = compiled

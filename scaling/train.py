@@ -33,57 +33,8 @@ from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
 from scaling.data import make_dataset
 from scaling.hooks import FlopAccounting, StepEvent, call_hooks
+from scaling.monitor import TRAIN_LOSS_WINDOW, LossMonitor
 from scaling.paths import write_atomic
-
-# Steps of the main run whose mean training loss is reported with an evaluated point.
-TRAIN_LOSS_WINDOW = 10
-# Divergence: the ratio test starts after this many steps (early losses fall fast).
-DIVERGENCE_WARMIN = 10
-# Decay of the running (exponential) mean the ratio test compares against.
-DIVERGENCE_EMA = 0.9
-
-
-class LossMonitor:
-    """Running loss statistics for divergence checks and the reported train loss.
-
-    Diverged means: a non-finite loss or gradient norm; or a loss above
-    `factor` x the first step's loss (for a fresh model about ln V, so this catches
-    explosions at any time); or, after DIVERGENCE_WARMIN steps, a loss above `factor` x
-    its exponential running mean.
-    """
-
-    def __init__(self, factor: float):
-        self.factor = factor
-        self.count = 0
-        self.ema = None
-        self.first = None
-        self.recent: collections.deque = collections.deque(maxlen=TRAIN_LOSS_WINDOW)
-
-    def check(self, step: int, loss: float, grad_norm: float) -> str | None:
-        """A message when (loss, grad_norm) diverged, else None (and the stats update)."""
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            return f"diverged at step {step}: loss={loss!r}, grad_norm={grad_norm!r} (not finite)"
-        if self.first is not None and loss > self.factor * self.first:
-            return (f"diverged at step {step}: loss={loss:.6g} > {self.factor} x the first step's loss "
-                    f"{self.first:.6g} (grad_norm={grad_norm:.6g})")
-        if self.count >= DIVERGENCE_WARMIN and loss > self.factor * self.ema:
-            return (f"diverged at step {step}: loss={loss:.6g} > {self.factor} x running mean "
-                    f"{self.ema:.6g} (grad_norm={grad_norm:.6g})")
-        self.count += 1
-        self.first = loss if self.first is None else self.first
-        self.ema = loss if self.ema is None else DIVERGENCE_EMA * self.ema + (1 - DIVERGENCE_EMA) * loss
-        self.recent.append(loss)
-        return None
-
-    def train_loss(self) -> float:
-        return float(np.mean(self.recent)) if self.recent else float("nan")
-
-    def state_dict(self) -> dict:
-        return {"count": self.count, "ema": self.ema, "first": self.first, "recent": list(self.recent)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.count, self.ema, self.first = int(state["count"]), state["ema"], state["first"]
-        self.recent = collections.deque(state["recent"], maxlen=TRAIN_LOSS_WINDOW)
 
 
 @dataclasses.dataclass
@@ -280,31 +231,77 @@ class Trainer:
                "result": dataclasses.asdict(result) if result is not None else None}
         write_atomic(self.out / "run.json", json.dumps(doc, indent=2))  # a kill never leaves half a file
 
-    # --- one step, one branch ----------------------------------------------------------
+    # --- steps, branches ---------------------------------------------------------------
+    def advance(self, params, opt_state, start: int, stop: int, horizon: int):
+        """Optimizer steps start .. stop - 1 (rates from the schedule of a run of `horizon`
+        steps) in one dispatch: (params, opt_state, [(lr, loss, grad_norm)] per step, seconds).
+        Blocks of more than one step go through the compiled `lax.scan` of K steps."""
+        tc = self.cfg.train
+        lrs = [schedules.lr_at(tc, s, horizon) for s in range(start, stop)]
+        t0 = time.perf_counter()
+        if tc.steps_per_dispatch == 1:
+            assert stop == start + 1
+            params, opt_state, m = self.compiled.step(params, opt_state, self.rest, self._next_batch(start),
+                                                      np.float32(lrs[0]))
+            if stop < horizon:  # the host builds the next batch while the device runs this step
+                self._prefetched = (stop, self.batch_at(stop))
+            stats = [(lrs[0], float(m["loss"]), float(m["grad_norm"]))]
+        else:
+            K, n = tc.steps_per_dispatch, stop - start
+            tokens = self._stage(start, stop)
+            lrs_K = np.zeros(K, np.float32)
+            lrs_K[:n] = lrs
+            valid_K = np.arange(K) < n
+            params, opt_state, m = self.compiled.steps(params, opt_state, self.rest, tokens, lrs_K, valid_K)
+            losses, norms = np.asarray(m["loss"])[:n], np.asarray(m["grad_norm"])[:n]
+            stats = [(lr, float(a), float(b)) for lr, a, b in zip(lrs, losses, norms)]
+        return params, opt_state, stats, time.perf_counter() - t0
+
+    def _next_batch(self, step: int) -> jax.Array:
+        """The batch of `step`, built while the previous step ran when it was the one expected."""
+        batch, self._prefetched = getattr(self, "_prefetched", None), None
+        if batch is None or batch[0] != step:
+            return self.batch_at(step)
+        return batch[1]
+
+    def _stage(self, start: int, stop: int) -> jax.Array:
+        """Batches start .. stop - 1 as one [K, B, T + 1] device array (zeros past stop)."""
+        K = self.cfg.train.steps_per_dispatch
+        rows = [self.train_ds.batch(s, self.B, process_index=self.host_index, process_count=self.host_count)
+                for s in range(start, stop)]
+        local_KxBxT1 = np.zeros((K, *rows[0].shape), rows[0].dtype)
+        local_KxBxT1[:len(rows)] = np.stack(rows)
+        return step_lib.put_batches(self.mesh, local_KxBxT1, self.B)
+
+    def block_end(self, step: int, stop: int, every: tuple[int, ...] = ()) -> int:
+        """Where a block starting at `step` ends: K steps on, at the latest at `stop`, and never
+        past the next multiple of any of `every` (evaluations, checkpoints) or a WSD fork."""
+        end = min(stop, step + self.cfg.train.steps_per_dispatch)
+        for period in every:
+            if period:
+                end = min(end, (step // period + 1) * period)
+        for b in self.branches:
+            if step < b["fork"] < end:
+                end = b["fork"]
+        return end
+
     def branch(self, b: dict) -> dict | None:
         """Cool down a copy of the state from b["fork"] to b["steps"]; None if preempted."""
-        tc = self.cfg.train
         p, o = self.compiled.copy(self.params), self.compiled.copy(self.opt_state)
         losses: collections.deque = collections.deque(maxlen=TRAIN_LOSS_WINDOW)
         t0 = time.perf_counter()
-        for s in range(b["fork"], b["steps"]):
+        s = b["fork"]
+        while s < b["steps"]:
             if self.watcher.should_stop(s, sync_point=False):
                 return None
-            lr = schedules.lr_at(tc, s, b["steps"])
-            p, o, m = self.compiled.step(p, o, self.rest, self.batch_at(s), np.float32(lr))
-            losses.append(float(m["loss"]))
-            if not math.isfinite(losses[-1]):
+            end = min(b["steps"], s + self.cfg.train.steps_per_dispatch)
+            p, o, stats, _ = self.advance(p, o, s, end, b["steps"])
+            losses.extend(loss for _, loss, _ in stats)
+            s = end
+            if not all(math.isfinite(loss) for _, loss, _ in stats):
                 break
         return self.point(b["steps"], b["branch"], float(np.mean(losses)), self.evaluate(p),
                           self.accounting.seconds + time.perf_counter() - t0)
-
-    def step(self, step: int, batch: jax.Array) -> tuple[float, float, float, float]:
-        """One optimizer update at `step`: (lr, loss, grad_norm, seconds)."""
-        lr = schedules.lr_at(self.cfg.train, step, self.total)
-        t0 = time.perf_counter()
-        self.params, self.opt_state, m = self.compiled.step(self.params, self.opt_state, self.rest, batch,
-                                                            np.float32(lr))
-        return lr, float(m["loss"]), float(m["grad_norm"]), time.perf_counter() - t0
 
     # --- the loop ----------------------------------------------------------------------
     def fit(self) -> RunResult:
@@ -316,8 +313,7 @@ class Trainer:
         self.write_run_json("running")
         self.watcher.install()
         status, message = "finished", ""
-        step, first_step_here = start, True
-        batch = self.batch_at(step) if step < total else None
+        step, first_block_here = start, True
         try:
             while True:
                 for b in self.branches:
@@ -339,23 +335,26 @@ class Trainer:
                         self.save(step)
                     status = "preempted"
                     break
-                lr, loss, grad_norm, seconds = self.step(step, batch)
-                if step + 1 < total:
-                    batch = self.batch_at(step + 1)  # host work overlaps the device's step
-                step += 1
-                message = self.monitor.check(step, loss, grad_norm)
+                end = self.block_end(step, total, (tc.eval_every, tc.checkpoint_every))
+                self.params, self.opt_state, stats, seconds = self.advance(self.params, self.opt_state, step, end, total)
+                for i, (lr, loss, grad_norm) in enumerate(stats):
+                    step += 1
+                    message = self.monitor.check(step, loss, grad_norm)
+                    if message:
+                        break
+                    event = StepEvent(step=step, tokens=B * T, seconds=seconds / len(stats),
+                                      metrics={"loss": loss, "lr": lr, "grad_norm": grad_norm})
+                    metrics = call_hooks(all_hooks, event)
+                    # MFU excludes each process's first dispatch (it compiles).
+                    if not first_block_here and "mfu" in metrics:
+                        self.mfu_sum += metrics["mfu"]
+                        self.mfu_count += 1
                 if message:
                     status = "diverged"
                     if self.is_main:
                         print(f"scaling.train: {message}", file=sys.stderr)
                     break
-                event = StepEvent(step=step, tokens=B * T, seconds=seconds,
-                                  metrics={"loss": loss, "lr": lr, "grad_norm": grad_norm})
-                metrics = call_hooks(all_hooks, event)
-                if not first_step_here and "mfu" in metrics:
-                    self.mfu_sum += metrics["mfu"]
-                    self.mfu_count += 1
-                first_step_here = False
+                first_block_here = False
         finally:
             self.watcher.uninstall()
         return self.finish(status, step, message or "")

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scaling"
 
 RANK = {
     # bottom: import nothing of scaling but each other below them
-    "validate": 0, "paths": 0, "schedules": 0, "fit": 0,
+    "validate": 0, "paths": 0, "schedules": 0, "monitor": 0, "fit": 0,
     "data": 1,
     "config": 2,
     "experiment": 3, "flops": 3, "attention": 3, "checkpoint": 3, "sweep.config": 3,

@@ -111,3 +111,34 @@ def test_synthetic_loss_approaches_the_entropy_rate_from_above(tiny_run, tmp_pat
     noise = 0.03  # 8 x 32 x 32 eval tokens
     assert losses[8] > entropy - noise and losses[64] > entropy - noise
     assert losses[64] - entropy < losses[8] - entropy
+
+
+def test_several_steps_per_dispatch_train_the_same_run(tiny_run, metric_lines, sigterm_at, tmp_path):
+    """K steps per device call (a lax.scan) are the same K updates: the same losses to float32
+    rounding, evaluations, checkpoints and WSD forks at their own steps, the same resume."""
+    tpb = 16 * 32
+    base = dict(schedule="wsd", wsd_branches=(10 * tpb,), checkpoint_every=6, eval_every=9)
+    ref = train.run(tiny_run(23, **base), tmp_path / "k1", mesh=step_lib.data_mesh(jax.devices()[:1]))
+    before = step_lib.TRACE_COUNTS["train_steps"]
+    cfg = tiny_run(23, steps_per_dispatch=4, **base)
+    mesh = step_lib.data_mesh(jax.devices()[:1])
+    stopped = train.run(cfg, tmp_path / "k4", mesh=mesh, hooks=[sigterm_at(13)])
+    assert stopped.status == "preempted" and stopped.steps == 16  # the signal is seen where its block (12-16) ends
+    r = train.run(cfg, tmp_path / "k4", mesh=mesh)
+    assert step_lib.TRACE_COUNTS["train_steps"] - before == 1  # one compiled K-step function, partial blocks included
+    assert r.status == "finished" and r.steps == 23
+    want, got = metric_lines(tmp_path / "k1"), metric_lines(tmp_path / "k4")
+    assert [x["step"] for x in got] == list(range(1, 24))
+    np.testing.assert_allclose([x["loss"] for x in got], [x["loss"] for x in want], rtol=2e-5)
+    assert [x["lr"] for x in got] == pytest.approx([x["lr"] for x in want], rel=1e-6)
+    assert [x["step"] for x in metric_lines(tmp_path / "k4", "eval")] == [x["step"] for x in metric_lines(tmp_path / "k1", "eval")]
+    assert [p["branch"] for p in r.points] == [p["branch"] for p in ref.points] == [10 * tpb, None]
+    for a, b in zip(r.points, ref.points):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_divergence_inside_a_block_names_its_step(tiny_run, tmp_path):
+    cfg = tiny_run(20, lr=1e3, warmup_steps=0, steps_per_dispatch=8)
+    r = train.run(cfg, tmp_path, mesh=step_lib.data_mesh(jax.devices()[:1]))
+    assert r.status == "diverged" and 0 < r.steps <= 20 and r.points == []
+    assert f"diverged at step {r.steps}:" in r.message
