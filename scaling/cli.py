@@ -6,6 +6,7 @@
     scaling sweep EXPERIMENT.py --out DIR [--worker i --workers n]   an IsoFLOP sweep
     scaling fit RESULTS [--budget C]              laws, intervals, backtest, forecast
     scaling plot RESULTS --out DIR                the figures
+    scaling verify SWEEP_DIR [--budget C]          train the forecast's optimum and check it
 """
 
 from __future__ import annotations
@@ -105,7 +106,14 @@ def cmd_plot(args) -> int:
 def cmd_demo(args) -> int:
     from scaling import pipeline
 
-    return 0 if pipeline.demo(args.budget, args.out, forecast_budget=args.forecast) is not None else 75
+    done = pipeline.demo(args.budget, args.out, forecast_budget=args.forecast, verify_forecast=args.verify)
+    return 0 if done is not None else 75
+
+
+def cmd_verify(args) -> int:
+    from scaling import pipeline
+
+    return 0 if pipeline.verify(args.sweep_dir, budget=args.budget, n_bootstrap=args.bootstrap) is not None else 75
 
 
 def _add_sweep_commands(sub) -> None:
@@ -147,7 +155,20 @@ def _add_sweep_commands(sub) -> None:
                    help="tiny: ~1-2 min (CI); small: <= 10 min (default); medium: longer, a better law")
     p.add_argument("--out", default="scaling_demo", help="output dir (a subdir per budget; rerun resumes)")
     p.add_argument("--forecast", type=float, default=None, help="forecast budget in FLOPs (default 10x the largest)")
+    p.add_argument("--verify", action="store_true",
+                   help="then train the forecast budget's optimal size and neighbours and check the forecast")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("verify", help="train a sweep's forecast (N_opt and neighbours) and check it",
+                       description="Trains, with the sweep's own recipe (SWEEP_DIR/sweep.json), the forecast's "
+                                   "compute-optimal model and one size step each side at the budget, then prints "
+                                   "and stores (report.json: verification) forecast vs measured. Resumable; "
+                                   "exit 75 when preempted.")
+    p.add_argument("sweep_dir", help="a finished sweep directory (local or gs://)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="FLOPs (default: the report.json forecast's budget, else 10x the largest run)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates of the forecast's interval")
+    p.set_defaults(func=cmd_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,7 +222,7 @@ def enable_compilation_cache() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "sweep", "demo"):
+    if args.command in ("train", "sweep", "demo", "verify"):
         enable_compilation_cache()
     try:
         return args.func(args)

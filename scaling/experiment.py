@@ -111,3 +111,27 @@ def _rebuild(node, changes: dict):
     kwargs = {name: _rebuild(getattr(node, name), change) if isinstance(change, dict) else change
               for name, change in changes.items()}
     return dataclasses.replace(node, **kwargs)
+
+
+def from_dict(cls: type, data: dict):
+    """Rebuild a config tree (`RunConfig`, `SweepConfig`, ...) from its `to_dict` / JSON form:
+    nested configs from their dicts, tuples from JSON lists; validated as it is built. Unknown
+    keys fail by name (a file written by another version of the library)."""
+    import typing
+
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a dict, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif "tuple" in str(hint) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

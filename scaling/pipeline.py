@@ -10,15 +10,17 @@ a report. The command line calls these functions and nothing else.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
 
-from scaling import paths
+from scaling import paths, report
 from scaling import results as results_lib
 from scaling.report import Report, fit_results, format_report
 
 REPORT_FILE = "report.txt"
+REPORT_JSON = "report.json"
 
 
 def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, seed: int = 0,
@@ -33,11 +35,12 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
     text = format_report(rep)
     print(text, flush=True)
     if write:
-        target = results_lib.results_path(path).parent / REPORT_FILE
+        directory = results_lib.results_path(path).parent
         try:
-            paths.write_atomic(target, text + "\n")
+            paths.write_atomic(directory / REPORT_FILE, text + "\n")
+            paths.write_atomic(directory / REPORT_JSON, json.dumps(report.to_json(rep), indent=1))
         except OSError as e:  # a read-only table still gets its report printed
-            print(f"scaling: could not write {target}: {e}", file=sys.stderr)
+            print(f"scaling: could not write the report beside {directory}: {e}", file=sys.stderr)
     if plot_dir is not None:
         from scaling import plot
 
@@ -46,8 +49,10 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
     return rep
 
 
-def demo(budget: str = "small", out_dir="scaling_demo", *, forecast_budget: float | None = None) -> Report | None:
-    """`scaling demo`: plan and run the demo sweep on CPU, then fit, forecast and plot.
+def demo(budget: str = "small", out_dir="scaling_demo", *, forecast_budget: float | None = None,
+         verify_forecast: bool = False) -> Report | None:
+    """`scaling demo`: plan and run the demo sweep on CPU, then fit, forecast and plot; with
+    `verify_forecast`, then train the forecast's budget and check the forecast (`verify`).
 
     Every number printed comes from the runs just trained (rerunning reuses finished runs).
     Returns the report, or None when the sweep was preempted (rerun to continue).
@@ -69,6 +74,11 @@ def demo(budget: str = "small", out_dir="scaling_demo", *, forecast_budget: floa
     if mins:
         print("\nbest loss per budget: " + ", ".join(f"C={c:.3g}: {l:.4f}" for c, l in mins), flush=True)
     print(f"demo ({budget}) wall time: {time.perf_counter() - t0:.0f} s", flush=True)
+    if verify_forecast:
+        t1 = time.perf_counter()
+        if verify(out_dir, budget=rep.budget, n_bootstrap=DEMO_BUDGETS[budget][5]) is None:
+            return None
+        print(f"verification wall time: {time.perf_counter() - t1:.0f} s", flush=True)
     return rep
 
 
@@ -78,3 +88,51 @@ def best_loss_by_budget(rep: Report) -> list[tuple[float, float]]:
     for r in rep.main_rows:
         best[r["budget"]] = min(best.get(r["budget"], math.inf), r[rep.metric])
     return sorted(best.items())
+
+
+def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, metric: str = "val_loss") -> dict | None:
+    """`scaling verify`: train, with the sweep's own recipe, the forecast's compute-optimal
+    model and its neighbours (one size step each side) at `budget` (default: the budget of
+    the sweep's report.json forecast, else 10x the largest budget run), then compare the
+    forecast with what they measured (`report.verification`): printed, and stored in
+    report.json under "verification". The runs live in SWEEP_DIR/verify/C<budget>/ and resume
+    like any sweep. On a TPU VM, verify at a few times the largest budget before a big run.
+    Returns the verification, or None when preempted (rerun to continue).
+    """
+    from scaling.sweep.plan import neighbours, plan_run
+    from scaling.sweep.run import read_sweep, run_sweep
+
+    sweep = read_sweep(sweep_dir)
+    stored = _read_json(paths.join(sweep_dir, REPORT_JSON))
+    if budget is None and stored and stored.get("forecast"):
+        budget = stored["forecast"]["budget"]
+    rows = results_lib.read_rows(sweep_dir)
+    if not rows:
+        raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no results to forecast from")
+    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, metric=metric)
+    forecast = report.forecast_summary(rep)
+    if forecast is None:
+        raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no law could be fitted ({'; '.join(rep.notes)})")
+    runs = [plan_run(sweep, forecast["budget"], cfg) for cfg in neighbours(sweep, forecast["N_opt"])]
+    short = [r.run_id for r in runs if r.steps < sweep.min_steps]
+    if short:
+        raise ValueError(f"budget={forecast['budget']:.3g}: runs {short} would have fewer than min_steps="
+                         f"{sweep.min_steps} steps; verify at a larger budget")
+    print(f"verify: forecast at C = {forecast['budget']:.3g}: loss {forecast['loss']:.4f}, N_opt "
+          f"{forecast['N_opt']:.4g}; training {len(runs)} sizes around it", flush=True)
+    out = paths.join(sweep_dir, "verify", f"C{forecast['budget']:.3g}")
+    res = run_sweep(sweep, out, runs=runs)
+    if res.preempted:
+        return None
+    v = report.verification(forecast, results_lib.read_rows(out), metric)
+    v["forecast"] = forecast
+    print("\n" + report.format_verification(v), flush=True)
+    doc = stored or report.to_json(rep)
+    doc["verification"] = v
+    paths.write_atomic(paths.join(sweep_dir, REPORT_JSON), json.dumps(doc, indent=1))
+    return v
+
+
+def _read_json(path) -> dict | None:
+    p = paths.path(path)
+    return json.loads(p.read_text()) if p.exists() else None

@@ -169,6 +169,111 @@ def fit_results(rows: Sequence[dict], *, budget: float | None = None, n_bootstra
     return rep
 
 
+# ---------------------------------------------------------------------------------------
+# report.json: what research code and notebooks read
+
+REPORT_SCHEMA = "scaling.report/1"
+
+
+def forecast_summary(rep: Report) -> dict | None:
+    """The forecast in the report.json schema: budget, N_opt, D_opt, loss, loss_interval
+    [lo, hi], N_opt_interval [lo, hi], D_opt_interval, level, extrapolation (budget / largest
+    budget run), method (which law gave it). None when no law could be fitted."""
+    f = rep.forecast
+    if "L_opt" not in f:
+        return None
+    pair = lambda key: list(f[key]) if key in f else None
+    return {"budget": f["C"], "N_opt": f["N_opt"], "D_opt": f["D_opt"], "loss": f["L_opt"],
+            "loss_interval": pair("L_opt_interval"), "N_opt_interval": pair("N_opt_interval"),
+            "D_opt_interval": pair("D_opt_interval"), "level": rep.level,
+            "extrapolation": f.get("extrapolation", 1.0), "method": "approach 3 (chinchilla), bootstrap"}
+
+
+def to_json(rep: Report) -> dict:
+    """The report as plain JSON: inputs, each law with its parameters and intervals, the
+    backtests, the forecast (`forecast_summary`) and the notes. Schema "scaling.report/1",
+    documented in the README ("report.json")."""
+    main = rep.main_rows
+
+    def params(law, boot) -> dict | None:
+        if law is None:
+            return None
+        out = {}
+        for k in ("E", "A", "B", "alpha", "beta", "a", "b"):
+            if hasattr(law, k):
+                iv = boot.interval(k, rep.level) if boot is not None and k in boot.samples else None
+                out[k] = {"value": float(getattr(law, k)), "interval": list(iv) if iv else None}
+        return out
+
+    backtests = []
+    for name, bt in (("approach 2 (N_opt)", rep.backtest_isoflop), ("approach 3 (loss)", rep.backtest_chinchilla)):
+        if bt is not None:
+            backtests += [{"law": name, "quantity": bt.quantity, "C": float(c), "measured": float(a),
+                           "predicted": float(p), "relative_error": float(p / a - 1)}
+                          for c, a, p in zip(bt.compute, bt.actual, bt.predicted)]
+    iso = rep.isoflop
+    return {
+        "schema": REPORT_SCHEMA, "metric": rep.metric, "flops_method": rep.flops_method, "level": rep.level,
+        "runs": len(main), "points": len(rep.rows), "budgets": sorted({_budget_of(r) for r in main}),
+        "approach2": None if iso is None else {
+            "a": params(iso, rep.isoflop_boot)["a"], "b": params(iso, rep.isoflop_boot)["b"],
+            "per_budget": [{"C": c, "N_opt": n, "D_opt": d, "L_min": l}
+                           for c, n, d, l in zip(iso.budgets, iso.N_opt_per_budget, iso.D_opt_per_budget,
+                                                 iso.L_min_per_budget)]},
+        "approach3": params(rep.chinchilla, rep.chinchilla_boot),
+        "backtest": backtests,
+        "forecast": forecast_summary(rep),
+        "notes": list(rep.notes),
+    }
+
+
+def verification(forecast: dict, rows: Sequence[dict], metric: str = "val_loss") -> dict:
+    """Forecast against what training the forecast's budget measured (`scaling verify`).
+
+    `rows`: the finished main rows trained at that budget (the forecast's N_opt and its
+    neighbours). Returns the measured best loss and its N, the forecast's loss error
+    (forecast / measured - 1), whether the measured loss lies inside the forecast interval,
+    N_opt's ratio to the measured best size, and where the measured optimum lies: "inside"
+    (a smaller and a larger size both lost to it; then `N_opt_measured` is the vertex of the
+    parabola in log N through the best run and its neighbours), or "at the smallest" /
+    "at the largest" size run (the true optimum may lie beyond).
+    """
+    rows = sorted(usable(rows, metric), key=lambda r: r["N"])
+    if not rows:
+        raise ValueError("verification: no finished runs with a finite loss at the forecast's budget")
+    losses = [float(r[metric]) for r in rows]
+    i = int(np.argmin(losses))
+    best = rows[i]
+    where = "inside" if 0 < i < len(rows) - 1 else ("at the smallest size run" if i == 0 else "at the largest size run")
+    n_measured = float(best["N"])
+    if where == "inside":
+        x = np.log([float(r["N"]) for r in rows[i - 1:i + 2]])
+        c2, c1, _ = np.polyfit(x, losses[i - 1:i + 2], 2)
+        if c2 > 0:
+            n_measured = float(np.exp(-c1 / (2 * c2)))
+    lo_hi = forecast.get("loss_interval")
+    error = forecast["loss"] / losses[i] - 1
+    return {
+        "budget": forecast["budget"], "runs": [{"run_id": r["run_id"], "N": r["N"], "D": r["D"], "loss": r[metric]}
+                                               for r in rows],
+        "measured_loss": losses[i], "measured_N": float(best["N"]), "N_opt_measured": n_measured,
+        "optimum": where, "forecast_loss": forecast["loss"], "loss_error": error,
+        "inside_interval": None if not lo_hi else bool(lo_hi[0] <= losses[i] <= lo_hi[1]),
+        "N_opt_ratio": forecast["N_opt"] / n_measured,
+    }
+
+
+def format_verification(v: dict) -> str:
+    inside = {True: "inside", False: "OUTSIDE", None: "no interval"}[v["inside_interval"]]
+    lines = [f"Verification at C = {v['budget']:.3g} FLOPs (trained with the sweep's own recipe):"]
+    lines += [f"  {r['run_id']:<28} N={r['N']:>12,.0f}  D={r['D']:>14,.0f}  loss={r['loss']:.4f}" for r in v["runs"]]
+    lines += [f"  forecast loss {v['forecast_loss']:.4f} vs measured best {v['measured_loss']:.4f}: "
+              f"{100 * v['loss_error']:+.2f}% ({inside} the forecast interval)",
+              f"  measured optimum {v['optimum']}, N ~ {v['N_opt_measured']:.4g}; forecast N_opt / measured = "
+              f"{v['N_opt_ratio']:.2f}x"]
+    return "\n".join(lines)
+
+
 def _interval(boot, name: str, level: float) -> str:
     if boot is None or name not in boot.samples or len(boot.samples[name]) < 2:
         return ""

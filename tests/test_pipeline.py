@@ -57,3 +57,33 @@ def test_summarize_writes_report_and_plots_beside_a_gs_table(synthetic_rows, fak
     for name in plot.PLOTS:
         assert fake_gcs[f"/bucket/sweep/plots/{name}"].getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (paths.path("gs:").exists())
+
+
+@pytest.mark.slow
+def test_verify_trains_the_forecast_optimum_and_its_neighbours(synthetic_rows, sweep_config, tmp_path, capsys):
+    """A sweep directory (its recipe in sweep.json, a table whose law is known) is verified at a
+    budget: the sizes around the forecast's N_opt are trained with the recipe, compared, and
+    the comparison lands in report.json."""
+    import json
+
+    from scaling import pipeline
+    from scaling.config import ModelConfig, TrainConfig
+    from scaling.sweep.run import write_plan
+
+    sweep_dir = tmp_path / "sweep"
+    for row in synthetic_rows(budgets=(1e12, 3e12, 1e13)):
+        results.append_row(sweep_dir, row)
+    recipe = sweep_config(widths=(16, 32, 48, 64), depths=(1,), head_dim=16, min_steps=10,
+                          model=ModelConfig(d_model=16, n_layers=1, n_heads=1, seq_len=32),
+                          train=TrainConfig(tokens=1, global_batch_size=8, warmup_steps=5, eval_batches=2,
+                                            progress=False, steps_per_dispatch=8))
+    write_plan([], sweep_dir, recipe)
+    v = pipeline.verify(sweep_dir, budget=3e10, n_bootstrap=10)
+    assert v["budget"] == 3e10 and 2 <= len(v["runs"]) <= 3
+    assert {r["run_id"].split("-")[0] for r in v["runs"]} == {"C3e+10"}
+    assert v["optimum"] in ("inside", "at the smallest size run", "at the largest size run")
+    assert v["loss_error"] == pytest.approx(v["forecast_loss"] / v["measured_loss"] - 1)
+    doc = json.loads((sweep_dir / "report.json").read_text())
+    assert doc["verification"]["measured_loss"] == v["measured_loss"] and doc["forecast"]["budget"] == 3e10
+    assert "Verification at C = 3e+10" in capsys.readouterr().out
+    assert pipeline.verify(sweep_dir, budget=3e10, n_bootstrap=10)["runs"] == v["runs"]  # resumes: nothing retrained

@@ -106,41 +106,60 @@ def _pick_sizes(sweep: SweepConfig, budget: float, ladder: list[ModelConfig]) ->
     return sorted(chosen, key=lambda c: _n(c, sweep.count))
 
 
+def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig) -> PlannedRun:
+    """The run of shape `cfg` at `budget` under the sweep's recipe: D = C / per_token(cfg,
+    flops_method) tokens (rounded to whole tokens) and TrainConfig.tokens = D, so the schedule
+    ends at the run's own D; the learning rate by the sweep's width rule; warmup capped at
+    `max_warmup_frac` of the run."""
+    fpt = per_token(cfg, sweep.flops_method)
+    D = int(round(budget / fpt))
+    run_id = _run_id(budget, cfg)
+    steps = max(1, math.ceil(D / (sweep.train.global_batch_size * cfg.seq_len)))
+    branches = tuple(sorted({int(f * D) for f in sweep.wsd_branch_fracs if 0 < int(f * D) < D}))
+    lr = sweep.train.lr * sweep.lr_width / cfg.d_model if sweep.lr_width else sweep.train.lr
+    train = sweep.train.replace(
+        tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr,
+        warmup_steps=min(sweep.train.warmup_steps, int(sweep.max_warmup_frac * steps)))
+    pc = param_counts(cfg)
+    return PlannedRun(run_id=run_id, budget=float(budget), N=pc.total, N_non_embedding=pc.non_embedding, D=D,
+                      flops_per_token=fpt, config=RunConfig(model=cfg, data=sweep.data, train=train, name=run_id))
+
+
 def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
     """Every run of the sweep, by budget then size, deterministic (ids like "C3e+12-d128-L4").
 
-    D = C / per_token(cfg, flops_method) for each run (rounded to whole tokens);
-    TrainConfig.tokens = D, so each run's schedule ends at its own D. Runs under
-    `min_steps` optimizer steps are dropped with a warning.
+    Each run is `plan_run(sweep, budget, shape)` for the shapes picked around the expected
+    optimum; runs under `min_steps` optimizer steps are dropped with a warning.
     """
     ladder = _ladder(sweep)
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     for budget in sweep.budgets:
         for cfg in _pick_sizes(sweep, budget, ladder):
-            fpt = per_token(cfg, sweep.flops_method)
-            D = int(round(budget / fpt))
-            run_id = _run_id(budget, cfg)
-            if run_id in seen:
+            run = plan_run(sweep, budget, cfg)
+            if run.run_id in seen:
                 continue
-            seen.add(run_id)
-            tokens_per_step = sweep.train.global_batch_size * cfg.seq_len
-            steps = max(1, math.ceil(D / tokens_per_step))
-            if steps < sweep.min_steps:
+            seen.add(run.run_id)
+            if run.steps < sweep.min_steps:
                 if warn:
-                    warnings.warn(f"sweep: skipping {run_id}: D={D:,} tokens is {steps} steps of {tokens_per_step:,} "
-                                  f"tokens (< min_steps={sweep.min_steps})", stacklevel=2)
+                    tokens_per_step = sweep.train.global_batch_size * cfg.seq_len
+                    warnings.warn(f"sweep: skipping {run.run_id}: D={run.D:,} tokens is {run.steps} steps of "
+                                  f"{tokens_per_step:,} tokens (< min_steps={sweep.min_steps})", stacklevel=2)
                 continue
-            branches = tuple(sorted({int(f * D) for f in sweep.wsd_branch_fracs if 0 < int(f * D) < D}))
-            lr = sweep.train.lr * sweep.lr_width / cfg.d_model if sweep.lr_width else sweep.train.lr
-            train = sweep.train.replace(
-                tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr,
-                warmup_steps=min(sweep.train.warmup_steps, int(sweep.max_warmup_frac * steps)))
-            pc = param_counts(cfg)
-            runs.append(PlannedRun(run_id=run_id, budget=float(budget), N=pc.total, N_non_embedding=pc.non_embedding,
-                                   D=D, flops_per_token=fpt,
-                                   config=RunConfig(model=cfg, data=sweep.data, train=train, name=run_id)))
+            runs.append(run)
     return runs
+
+
+def neighbours(sweep: SweepConfig, n: float) -> list[ModelConfig]:
+    """The family's shape nearest (in log N) to `n` and one size step each side: the grid's
+    neighbouring shapes, or targets a factor 1.5 apart for a target-size family."""
+    if not sweep.widths:
+        base = _base_model_fields(sweep.model)
+        return family.from_target_params([n / 1.5, n, n * 1.5], aspect_ratio=sweep.aspect_ratio,
+                                         head_dim=sweep.head_dim, count=sweep.count, **base)
+    ladder = _ladder(sweep)
+    i = min(range(len(ladder)), key=lambda j: abs(math.log(_n(ladder[j], sweep.count) / n)))
+    return ladder[max(0, i - 1):i + 2]
 
 
 def estimate_wall_s(run: PlannedRun, flops_per_s, overhead_s: float = 0.0) -> float:

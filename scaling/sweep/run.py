@@ -29,19 +29,33 @@ from scaling.sweep.throughput import measured_flops_per_s, measured_throughput
 
 DONE_FILE = "DONE"
 PLAN_FILE = "plan.json"
+SWEEP_FILE = "sweep.json"
 
 
 def _done_ids(rows: Sequence[dict]) -> set[str]:
     return {r["run_id"] for r in rows if r.get("branch") is None}
 
 
-def write_plan(runs: Sequence[PlannedRun], out_dir) -> None:
-    """out_dir/plan.json: every planned run's id, budget, N, D and full config."""
-    path = paths.path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
+def write_plan(runs: Sequence[PlannedRun], out_dir, sweep: SweepConfig | None = None) -> None:
+    """out_dir/plan.json: every planned run's id, budget, N, D and full config; and
+    out_dir/sweep.json: the SweepConfig itself (its recipe: what `scaling verify` trains with)."""
+    path = paths.makedirs(out_dir)
     doc = [{"run_id": r.run_id, "budget": r.budget, "N": r.N, "N_non_embedding": r.N_non_embedding, "D": r.D,
             "steps": r.steps, "config": to_dict(r.config)} for r in runs]
-    (path / PLAN_FILE).write_text(json.dumps(doc, indent=1, default=str))
+    paths.write_atomic(path / PLAN_FILE, json.dumps(doc, indent=1, default=str))
+    if sweep is not None:
+        paths.write_atomic(path / SWEEP_FILE, json.dumps(to_dict(sweep), indent=1, default=str))
+
+
+def read_sweep(out_dir) -> SweepConfig:
+    """The SweepConfig a sweep directory was run with (its sweep.json)."""
+    from scaling.experiment import from_dict
+
+    path = paths.path(out_dir) / SWEEP_FILE
+    if not path.exists():
+        raise ValueError(f"sweep_dir={str(out_dir)!r}: no {SWEEP_FILE} (not a sweep directory, or run by an older "
+                         "version: rerun `scaling sweep` on it once to write it)")
+    return from_dict(SweepConfig, json.loads(path.read_text()))
 
 
 def _maybe_done(runs: Sequence[PlannedRun], out_dir) -> bool:
@@ -67,8 +81,12 @@ class SweepResult:
 
 
 def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1, per_host: bool = False,
-              hooks=(), verbose: bool = True, overhead_s: float | None = None) -> SweepResult:
+              hooks=(), verbose: bool = True, overhead_s: float | None = None,
+              runs: Sequence[PlannedRun] | None = None) -> SweepResult:
     """Run this worker's share of the plan: runs i, i + workers, ... (i = worker).
+
+    `runs` replaces `plan(sweep)` with runs planned elsewhere (`scaling verify` plans its own
+    sizes at one budget with the sweep's recipe).
 
     Each run trains through `scaling.train.run` in out_dir/runs/<run_id>/ (which resumes a
     killed run from its checkpoints and returns a finished run's stored result); runs whose
@@ -84,7 +102,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
     if workers < 1 or not 0 <= worker < workers:
         raise ValueError(f"worker={worker}, workers={workers}: need 0 <= worker < workers")
     t0 = time.perf_counter()
-    runs = plan(sweep)
+    runs = list(runs) if runs is not None else plan(sweep)
     if not runs:
         raise ValueError(f"SweepConfig.budgets={sweep.budgets!r}: every planned run is under min_steps="
                          f"{sweep.min_steps}; raise the budgets or lower min_steps")
@@ -100,7 +118,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
     rows = results_lib.read_rows(out_dir)
     done = _done_ids(rows)
     if writer and worker == 0:
-        write_plan(runs, out_dir)
+        write_plan(runs, out_dir, sweep)
     if verbose:
         todo = [r for r in mine if r.run_id not in done]
         if any(r.get("branch") is None for r in rows) or not todo or n_proc > 1:
