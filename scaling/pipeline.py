@@ -83,10 +83,13 @@ def demo(budget: str = "small", out_dir="scaling_demo", *, forecast_budget: floa
 
 
 def best_loss_by_budget(rep: Report) -> list[tuple[float, float]]:
-    """(budget, lowest loss of its runs), by budget."""
-    best: dict[float, float] = {}
+    """(budget, lowest loss of its sizes), by budget; repeated seeds of a size averaged first."""
+    by_size: dict[tuple[float, float], list[float]] = {}
     for r in rep.main_rows:
-        best[r["budget"]] = min(best.get(r["budget"], math.inf), r[rep.metric])
+        by_size.setdefault((r["budget"], r["N"]), []).append(r[rep.metric])
+    best: dict[float, float] = {}
+    for (budget, _), losses in by_size.items():
+        best[budget] = min(best.get(budget, math.inf), sum(losses) / len(losses))
     return sorted(best.items())
 
 

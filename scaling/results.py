@@ -207,6 +207,7 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
         "d_model": cfg.model.d_model, "n_layers": cfg.model.n_layers, "n_heads": cfg.model.n_heads,
         "seq_len": cfg.model.seq_len, "vocab_size": cfg.model.vocab_size, "loops": cfg.model.loops,
         "global_batch_size": cfg.train.global_batch_size, "lr": cfg.train.lr, "schedule": cfg.train.schedule,
+        "seed": cfg.train.seed,
         "data_source": cfg.data.source, "run_steps": getattr(result, "steps", None),
         "run_wall_s": getattr(result, "wall_s", None), "worker": worker,
         "config": json.dumps(to_dict(cfg), sort_keys=True, default=str),

@@ -86,3 +86,15 @@ def test_plan_table_printed(sweep_config):
     assert "est." in lines[-1]
     total = sum(sweep.estimate_wall_s(r, 1e10, 1.0) for r in runs[1:])
     assert total == pytest.approx(sum(r.flops / 1e10 + 1.0 for r in runs[1:]))
+
+
+def test_seeds_repeat_each_point_with_its_own_seed(sweep_config):
+    one = sweep.plan(sweep_config())
+    three = sweep.plan(sweep_config(seeds=3))
+    assert len(three) == 3 * len(one)
+    for r in one:
+        copies = [t for t in three if t.run_id.rsplit("-s", 1)[0] == r.run_id]
+        assert [t.config.train.seed for t in copies] == [0, 1, 2]
+        assert all(t.D == r.D and t.config.model == r.config.model for t in copies)
+    with pytest.raises(ValueError, match="SweepConfig.seeds=0"):
+        sweep_config(seeds=0)

@@ -54,6 +54,9 @@ class SweepConfig:
       for hidden matrices). One rule for the whole family, recorded in each run's config.
     wsd_branch_fracs: with train.schedule="wsd", each run also forks cooldown branches at
       these fractions of its D (each evaluated as its own (N, D) row).
+    seeds: runs per (budget, size), with train.seed, train.seed + 1, ... (ids end in "-s<i>"
+      when > 1): repeated runs whose spread measures, and whose mean reduces, the run-to-run
+      noise that a fitted law would otherwise extrapolate.
     name: the sweep's name (metadata only).
     """
 
@@ -76,6 +79,7 @@ class SweepConfig:
     max_warmup_frac: float = 0.2
     lr_width: int | None = None
     wsd_branch_fracs: tuple[float, ...] = ()
+    seeds: int = 1
     name: str = "sweep"
 
     def __post_init__(self):
@@ -132,6 +136,8 @@ class SweepConfig:
                 _fail("wsd_branch_fracs", fracs, f"{f!r} is not in (0, 1)")
         if fracs and self.train.schedule != "wsd":
             _fail("wsd_branch_fracs", fracs, f"need train.schedule='wsd' (it is {self.train.schedule!r})")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            _fail("seeds", self.seeds, "must be an int >= 1")
         if not self.name or "/" in self.name:
             _fail("name", self.name, "must be a non-empty name without '/'")
 

@@ -15,6 +15,7 @@ solving C = per_token(N) x 20 N on the family.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import warnings
 from typing import Sequence
@@ -106,19 +107,19 @@ def _pick_sizes(sweep: SweepConfig, budget: float, ladder: list[ModelConfig]) ->
     return sorted(chosen, key=lambda c: _n(c, sweep.count))
 
 
-def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig) -> PlannedRun:
+def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: int = 0) -> PlannedRun:
     """The run of shape `cfg` at `budget` under the sweep's recipe: D = C / per_token(cfg,
     flops_method) tokens (rounded to whole tokens) and TrainConfig.tokens = D, so the schedule
     ends at the run's own D; the learning rate by the sweep's width rule; warmup capped at
     `max_warmup_frac` of the run."""
     fpt = per_token(cfg, sweep.flops_method)
     D = int(round(budget / fpt))
-    run_id = _run_id(budget, cfg)
+    run_id = _run_id(budget, cfg) + (f"-s{seed_index}" if sweep.seeds > 1 else "")
     steps = max(1, math.ceil(D / (sweep.train.global_batch_size * cfg.seq_len)))
     branches = tuple(sorted({int(f * D) for f in sweep.wsd_branch_fracs if 0 < int(f * D) < D}))
     lr = sweep.train.lr * sweep.lr_width / cfg.d_model if sweep.lr_width else sweep.train.lr
     train = sweep.train.replace(
-        tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr,
+        tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr, seed=sweep.train.seed + seed_index,
         warmup_steps=min(sweep.train.warmup_steps, int(sweep.max_warmup_frac * steps)))
     pc = param_counts(cfg)
     return PlannedRun(run_id=run_id, budget=float(budget), N=pc.total, N_non_embedding=pc.non_embedding, D=D,
@@ -126,7 +127,7 @@ def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig) -> PlannedRun:
 
 
 def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
-    """Every run of the sweep, by budget then size, deterministic (ids like "C3e+12-d128-L4").
+    """Every run of the sweep, by budget, size and seed, deterministic (ids like "C3e+12-d128-L4").
 
     Each run is `plan_run(sweep, budget, shape)` for the shapes picked around the expected
     optimum; runs under `min_steps` optimizer steps are dropped with a warning.
@@ -135,8 +136,8 @@ def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     for budget in sweep.budgets:
-        for cfg in _pick_sizes(sweep, budget, ladder):
-            run = plan_run(sweep, budget, cfg)
+        for cfg, seed_index in itertools.product(_pick_sizes(sweep, budget, ladder), range(sweep.seeds)):
+            run = plan_run(sweep, budget, cfg, seed_index)
             if run.run_id in seen:
                 continue
             seen.add(run.run_id)
