@@ -29,8 +29,8 @@ tests/test_data_tfds.py, which builds such a dataset and reads it back):
 * ``DataConfig.download`` is False by default, so that a training job fails
   fast, with a message saying how to prepare the data, instead of starting a
   download. When True, the dataset is prepared in ``array_record`` format
-  (``tfds.data_source`` would use TFRecord whenever a ``data_dir`` is given,
-  which it then cannot read by index).
+  (``tfds.data_source(..., download=True)`` prepares TFRecord whenever a
+  ``data_dir`` is given: that needs TensorFlow and cannot be read by index).
 """
 
 from __future__ import annotations
