@@ -37,7 +37,7 @@ spm = pytest.importorskip("sentencepiece")
 
 from scaling import train  # noqa: E402
 from scaling.config import load_experiment, override  # noqa: E402
-from scaling.data import DataConfig, make_dataset, rng  # noqa: E402
+from scaling.data import DataConfig, make_dataset, rng, tfds_source  # noqa: E402
 from scaling.data.tokenizers import make_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_download_true_prepares_array_record(tmp_path):
         f"{NAME}-{split}.array_record-00000-of-00001" for split in ("train", "validation")]
 
 
-def test_errors_name_the_field_to_fix(data_dir, tmp_path):
+def test_errors_name_the_field_to_fix(data_dir, tmp_path, monkeypatch):
     # lm1b's split names by default: this dataset has "validation", not "test".
     with pytest.raises(ValueError, match=r"DataConfig.validation_split='test': .* \['train', 'validation'\]"):
         make_dataset(DataConfig(source="tfds", name=NAME, data_dir=data_dir), seq_len=16, split="validation")
@@ -230,6 +230,11 @@ def test_errors_name_the_field_to_fix(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"DataConfig.name='no_such_text': no such TFDS dataset in data_dir=") as e:
         make_dataset(config(str(tmp_path), name="no_such_text"), seq_len=16, split="train")
     assert len(str(e.value)) < 1000 and "mnist" not in str(e.value)
+    # gs:// without gcsfs (and without TensorFlow): say which package, not "no such dataset".
+    with monkeypatch.context() as m:
+        m.setattr(tfds_source, "_installed", lambda module: False)
+        with pytest.raises(ValueError, match=r"DataConfig.data_dir='gs://b/tensorflow_datasets': .* gcsfs"):
+            make_dataset(config("gs://b/tensorflow_datasets"), seq_len=16, split="train")
     # Registered (lm1b by tfds, ours in this process) but never prepared there: say so, and how.
     for name in ("lm1b", NAME):
         with pytest.raises(ValueError, match=rf"DataConfig.name='{name}': not prepared in data_dir=.*README"):

@@ -24,8 +24,9 @@ tests/test_data_tfds.py, which builds such a dataset and reads it back):
   (``train[:90%]``) and sums (``train+validation``) work.
 * ``data_dir`` may be local (``~`` is expanded here, tfds does not) or
   ``gs://bucket/tensorflow_datasets``: tfds reads the metadata through
-  etils/epath (gcsfs without TensorFlow), array_record reads the shards itself
-  (riegeli's GCS reader, which honours ``CLOUD_STORAGE_EMULATOR_ENDPOINT``).
+  etils/epath (which needs gcsfs when TensorFlow is absent: checked up front),
+  array_record reads the shards itself (riegeli's GCS reader, which honours
+  ``CLOUD_STORAGE_EMULATOR_ENDPOINT``).
 * ``DataConfig.download`` is False by default, so that a training job fails
   fast, with a message saying how to prepare the data, instead of starting a
   download. When True, the dataset is prepared in ``array_record`` format
@@ -35,6 +36,7 @@ tests/test_data_tfds.py, which builds such a dataset and reads it back):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 
@@ -82,6 +84,10 @@ def open_texts(name: str, split: str, *, data_dir: str | None, text_key: str, do
         ) from e
     if data_dir is not None and "://" not in data_dir:
         data_dir = os.path.expanduser(data_dir)
+    if data_dir is not None and data_dir.startswith(("gs://", "gcs://")) and not (
+            _installed("gcsfs") or _installed("tensorflow")):
+        raise ValueError(f"DataConfig.data_dir={data_dir!r}: reading gs:// without TensorFlow needs gcsfs "
+                         "(tfds reads the metadata through etils/epath): pip install 'scaling-jax[gcs]'")
     where = f"data_dir={data_dir!r}" if data_dir else "the default data_dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
     try:
         builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
@@ -111,6 +117,10 @@ def open_texts(name: str, split: str, *, data_dir: str | None, text_key: str, do
         "text_key": text_key,
     }
     return texts, identity
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _diagnose(builder, name: str, split: str, split_field: str, where: str, error: Exception) -> ValueError:
