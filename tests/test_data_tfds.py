@@ -84,6 +84,24 @@ class ScalingTestText(tfds.core.GeneratorBasedBuilder):
             yield f"{split}-{i}", {"text": doc}
 
 
+class ScalingTestC4Like(tfds.core.GeneratorBasedBuilder):
+    """Shaped like c4: named configs, the text beside other features (url)."""
+
+    VERSION = tfds.core.Version("3.0.1")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="en"), tfds.core.BuilderConfig(name="realnewslike")]
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+            {"text": tfds.features.Text(), "url": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        return {split: self._generate_examples(split) for split in SIZES}
+
+    def _generate_examples(self, split):
+        for i, doc in enumerate(DOCS[split][:20]):
+            yield i, {"text": f"{self.builder_config.name}: {doc}", "url": f"https://example.org/{split}/{i}"}
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -245,27 +263,27 @@ FRESH_PROCESS = """
 import hashlib, json, sys
 from scaling.data import DataConfig, make_dataset
 out = {}
-for tok in sys.argv[2:]:
-    cfg = DataConfig(source="tfds", name=%r, data_dir=sys.argv[1], validation_split="validation", tokenizer=tok)
+for tok in sys.argv[3:]:
+    cfg = DataConfig(source="tfds", name=sys.argv[1], data_dir=sys.argv[2], validation_split="validation", tokenizer=tok)
     for split in ("train", "validation"):
         ds = make_dataset(cfg, seq_len=40, split=split)
         out[f"{tok}/{split}"] = [hashlib.sha256(ds.batch(s, 8).tobytes()).hexdigest() for s in (0, 5, 10**6)]
 print(json.dumps(out))
-""" % NAME
+"""
 
 
-def digests(data_dir: str, tokenizers: list[str]) -> dict:
+def digests(data_dir: str, tokenizers: list[str], name: str = NAME) -> dict:
     out = {}
     for tok in tokenizers:
-        cfg = config(data_dir, tokenizer=tok)
+        cfg = config(data_dir, tokenizer=tok, name=name)
         for split in ("train", "validation"):
             ds = make_dataset(cfg, seq_len=40, split=split)
             out[f"{tok}/{split}"] = [hashlib.sha256(ds.batch(s, 8).tobytes()).hexdigest() for s in (0, 5, 10**6)]
     return out
 
 
-def fresh_process_digests(data_dir: str, tokenizers: list[str], env=ENV, timeout=120) -> dict:
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, data_dir, *tokenizers], cwd=REPO, env=env,
+def fresh_process_digests(data_dir: str, tokenizers: list[str], name: str = NAME, env=ENV, timeout=120) -> dict:
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, name, data_dir, *tokenizers], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -273,6 +291,21 @@ def fresh_process_digests(data_dir: str, tokenizers: list[str], env=ENV, timeout
 
 def test_a_fresh_process_without_the_builder_reads_the_same_batches(data_dir, spm_model):
     assert fresh_process_digests(data_dir, ["byte", spm_model]) == digests(data_dir, ["byte", spm_model])
+
+
+def test_a_config_name_and_other_features_like_c4(tmp_path):
+    """"name/config" (c4/realnewslike), the text feature beside others; also in a fresh
+    process, where no builder class is registered and the config is found from the files."""
+    ScalingTestC4Like(config="realnewslike", data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    name = "scaling_test_c4_like/realnewslike"
+    ds = make_dataset(config(str(tmp_path), name=name), seq_len=400, split="validation")
+    assert ds.identity["full_name"] == "scaling_test_c4_like/realnewslike/3.0.1"
+    window = bytes(ds.batch(0, 1)[0].astype(np.uint8))
+    docs = {f"realnewslike: {d}" for d in DOCS["validation"][:20]}
+    assert window.count(b"\0") >= 2 and all(d.decode() in docs for d in whole_documents(window.split(b"\0")))
+    with pytest.raises(ValueError, match=r"DataConfig.text_key='content': .*\['text', 'url'\]"):
+        make_dataset(config(str(tmp_path), name=name, text_key="content"), seq_len=16, split="train")
+    assert fresh_process_digests(str(tmp_path), ["byte"], name=name) == digests(str(tmp_path), ["byte"], name=name)
 
 
 # --------------------------------------------------------------------------- training on it
