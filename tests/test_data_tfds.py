@@ -226,6 +226,26 @@ def test_splits_versions_and_data_dirs(data_dir, monkeypatch):
     assert home.identity["data_dir"] == data_dir
 
 
+def test_a_slice_reads_only_its_shards(tmp_path):
+    """train[:N] opens only the shards holding its first N records: a subset of a big split
+    (c4/en) needs only those shards copied (scaling/data/README.md)."""
+    ScalingTestText(data_dir=str(tmp_path), file_format="array_record").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=3))
+    lengths = tfds.builder(NAME, data_dir=str(tmp_path)).info.splits["train"].shard_lengths
+    shards = sorted((tmp_path / NAME / "1.0.0").glob(f"{NAME}-train.array_record-*"))
+    assert len(shards) == len(lengths) == 3
+    for shard in shards[1:]:
+        shard.unlink()
+    ds = make_dataset(config(str(tmp_path), train_split=f"train[:{lengths[0]}]"), seq_len=64, split="train")
+    assert ds.identity["num_documents"] == lengths[0] and ds.identity["stats_exact"]
+    for step in range(3):
+        for row in ds.batch(step, 8):
+            for doc in whole_documents(bytes(row.astype(np.uint8)).split(b"\0")):
+                assert doc.decode() in DOCS["train"]
+    with pytest.raises(Exception, match="No such file"):  # the whole split does need them
+        make_dataset(config(str(tmp_path)), seq_len=64, split="train").batch(0, 64)
+
+
 def test_download_true_prepares_array_record(tmp_path):
     """DataConfig.download=True with a data_dir: prepared as array_record, without TensorFlow.
     (`tfds.data_source(..., data_dir=..., download=True)` prepares TFRecord there: without
