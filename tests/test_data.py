@@ -10,6 +10,7 @@ import math
 import platform
 import re
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -28,8 +29,13 @@ SEQ = 64
 def mock_tfds():
     """Mocked TFDS (random lm1b-like records, no download, no TensorFlow)."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    pytest.importorskip("grain")
-    with tfds.testing.mock_data(num_examples=40):
+    from tensorflow_datasets.core.data_sources.array_record import ArrayRecordDataSource
+
+    # The mock sets `__getitems__` on a MagicMock, which binds only real magic methods, so
+    # batched reads would raise TypeError; read one record at a time instead. Real ArrayRecord
+    # sources batch (tests/test_data_tfds.py builds one).
+    one_by_one = lambda self, keys: [self[k] for k in keys]  # noqa: E731
+    with tfds.testing.mock_data(num_examples=40), mock.patch.object(ArrayRecordDataSource, "__getitems__", one_by_one):
         yield tfds
 
 

@@ -225,11 +225,12 @@ def _stdlib_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
 def _tfds_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
     from .tfds_source import open_texts
 
-    tfds_split = cfg.train_split if split == "train" else cfg.validation_split
-    texts, ident = open_texts(cfg.name, tfds_split, data_dir=cfg.data_dir, text_key=cfg.text_key, download=cfg.download)
+    field = "train_split" if split == "train" else "validation_split"
+    texts, ident = open_texts(cfg.name, getattr(cfg, field), data_dir=cfg.data_dir, text_key=cfg.text_key,
+                              download=cfg.download, split_field=field)
     tok = make_tokenizer(cfg.tokenizer)
     if cfg.resolved_packing() == "stream":
-        packer = StreamPacker((texts[i] for i in range(len(texts))), tok, seq_len)
+        packer = StreamPacker(iter(texts), tok, seq_len)  # batched reads of the whole split
     else:
         packer = DocumentPacker(texts, tok, seq_len, stats_documents=cfg.stats_documents)
     return PackedDataset(cfg, seq_len, split, packer=packer, tokenizer=tok, source_identity=ident)

@@ -24,7 +24,9 @@ only on (seed, split, step, global row) and any step is one gather away.
 
 from __future__ import annotations
 
+import collections
 import functools
+import math
 
 import numpy as np
 
@@ -94,8 +96,24 @@ def build_stream(docs, tokenizer) -> tuple[np.ndarray, int]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype), nbytes
 
 
+def read_documents(docs, indices) -> list:
+    """``[docs[i] for i in indices]``, in one batched read when the source has
+    ``get_many`` (``tfds_source.TfdsTexts``: ArrayRecord reads many records far
+    faster per record than one at a time, locally and above all on gs://)."""
+    get_many = getattr(docs, "get_many", None)
+    return list(get_many(indices)) if get_many is not None else [docs[int(i)] for i in indices]
+
+
 class DocumentPacker:
-    """Windows built from a random document onwards; nothing materialised."""
+    """Windows built from a random document onwards; nothing materialised.
+
+    ``windows`` reads documents in rounds: each row still short of ``seq_len + 1``
+    tokens asks for its next k documents (about a window's worth at the mean
+    document length read so far), all rows' requests are read in one batched
+    call and tokenized together, and rows consume them in order. After the first
+    batch one round usually fills every row; the windows are the same as reading
+    one document at a time.
+    """
 
     def __init__(self, docs, tokenizer, seq_len: int, *, stats_documents: int = 2000, cache_size: int = 8192):
         self.docs = docs
@@ -107,36 +125,70 @@ class DocumentPacker:
         self.vocab_size = tokenizer.vocab_size
         self.stats_documents = stats_documents
         self._sep = np.array([tokenizer.separator], dtype=np.int32)
-        # Consecutive documents are re-used by neighbouring windows; a small
-        # LRU of tokenized documents avoids re-reading and re-tokenizing them.
-        self._tokens = functools.lru_cache(maxsize=cache_size)(self._tokenize)
+        # Consecutive documents are re-used by neighbouring windows; a small LRU
+        # of tokenized documents avoids re-reading and re-tokenizing them.
+        self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._seen_docs = self._seen_tokens = 0
 
-    def _tokenize(self, i: int) -> np.ndarray:
-        return self.tokenizer.encode(self.docs[i]).astype(np.int32)
+    def _tokens_of(self, indices: set[int]) -> dict[int, np.ndarray]:
+        """Token arrays of ``indices``: cached ones, the rest read and tokenized in one batch."""
+        out, missing = {}, []
+        for i in indices:
+            if i in self._cache:
+                self._cache.move_to_end(i)
+                out[i] = self._cache[i]
+            else:
+                missing.append(i)
+        if missing:
+            missing.sort()  # neighbouring records: sequential reads within a shard
+            for i, toks in zip(missing, self.tokenizer.encode_many(read_documents(self.docs, missing))):
+                out[i] = self._cache[i] = np.asarray(toks, dtype=np.int32)
+                self._seen_tokens += len(toks) + 1  # + its separator
+            self._seen_docs += len(missing)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def _lookahead(self, length: int) -> int:
+        """Documents to request per row and round: a window's worth at the mean
+        document length read so far (one before anything was read), plus one."""
+        if not self._seen_docs:
+            return 1
+        return max(1, min(64, math.ceil(length * self._seen_docs / self._seen_tokens) + 1))
 
     def windows(self, keys: np.ndarray) -> np.ndarray:
-        length = self.seq_len + 1
+        length, n = self.seq_len + 1, len(keys)
         first = rng.uniform_ints(rng.derive(keys, rng.DOCUMENT), self.num_docs)
         offset_keys = rng.derive(keys, rng.DOCUMENT_OFFSET)
-        out = np.empty((len(keys), length), dtype=np.int32)
-        for r in range(len(keys)):
-            d = int(first[r])
-            toks = self._tokens(d)
-            start = int(offset_keys[r] % np.uint64(len(toks))) if len(toks) else 0
-            parts, have = [toks[start:], self._sep], len(toks) - start + 1
-            while have < length:  # every document adds >= 1 token (its SEP): terminates
-                d = (d + 1) % self.num_docs
-                toks = self._tokens(d)
-                parts += [toks, self._sep]
-                have += len(toks) + 1
-            out[r] = np.concatenate(parts)[:length]
+        nxt = [int(d) for d in first]  # each row's next document
+        parts: list[list[np.ndarray]] = [[] for _ in range(n)]
+        have = [0] * n
+        pending = list(range(n))
+        while pending:  # every document adds >= 1 token (its SEP): terminates
+            k = self._lookahead(length)
+            toks_of = self._tokens_of({(nxt[r] + j) % self.num_docs for r in pending for j in range(k)})
+            for r in pending:
+                for _ in range(k):
+                    toks = toks_of[nxt[r]]
+                    if not parts[r]:  # the row's first document: start at a random offset inside it
+                        toks = toks[int(offset_keys[r] % np.uint64(len(toks))):] if len(toks) else toks
+                    parts[r] += [toks, self._sep]
+                    have[r] += len(toks) + 1
+                    nxt[r] = (nxt[r] + 1) % self.num_docs
+                    if have[r] >= length:
+                        break
+            pending = [r for r in pending if have[r] < length]
+        out = np.empty((n, length), dtype=np.int32)
+        for r in range(n):
+            out[r] = np.concatenate(parts[r])[:length]
         return out
 
     @functools.cached_property
     def _sample_stats(self) -> tuple[np.ndarray, int, int, int]:
         k = min(self.num_docs, self.stats_documents)
         idx = np.unique(np.linspace(0, self.num_docs - 1, k).round().astype(np.int64))
-        docs = [self.docs[int(i)] for i in idx]
+        docs = read_documents(self.docs, idx)
         counts = np.zeros(self.vocab_size, dtype=np.int64)
         ntok = 0
         for toks in self.tokenizer.encode_many(docs):

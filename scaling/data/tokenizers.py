@@ -61,7 +61,7 @@ class SentencePieceTokenizer:
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError(
                 "DataConfig.tokenizer is a SentencePiece model but `sentencepiece` is not installed: "
-                "pip install 'scaling[tfds]' (or pip install sentencepiece)"
+                "pip install 'scaling-jax[tfds]' (or pip install sentencepiece)"
             ) from e
         self.path = path
         proto = _read_bytes(path)
