@@ -35,8 +35,9 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 spm = pytest.importorskip("sentencepiece")
 
+from scaling import step as step_lib  # noqa: E402
 from scaling import train  # noqa: E402
-from scaling.config import load_experiment, override  # noqa: E402
+from scaling.experiment import load_experiment, override  # noqa: E402
 from scaling.data import DataConfig, make_dataset, rng, tfds_source  # noqa: E402
 from scaling.data.tokenizers import make_tokenizer  # noqa: E402
 
@@ -393,7 +394,7 @@ def test_sentencepiece_run_restarts_with_the_same_batches_and_bpb_uses_utf8_byte
     vocab = spm.SentencePieceProcessor(model_file=spm_model).get_piece_size()
     cfg = override(load_experiment(REPO / "experiments" / "cpu_tiny.py"), tiny_sets(data_dir, 30) + [
         f"data.tokenizer={spm_model}", f"model.vocab_size={vocab}", "train.checkpoint_every=10"])
-    mesh = train.data_mesh(jax.devices()[:1])
+    mesh = step_lib.data_mesh(jax.devices()[:1])
     t = time.perf_counter()
     ref = train.run(cfg, tmp_path / "ref", mesh=mesh)
     assert ref.status == "finished"

@@ -43,7 +43,7 @@ class DataConfig:
     source: "stdlib" (embedded corpus), "synthetic" (Zipf-Markov language with
         known entropy rate) or "tfds" (any TFDS text dataset by ``name``).
     seed: data-order seed (window positions); >= 0.
-    name: TFDS dataset name, e.g. "lm1b" or "lm1b/1.1.0"; required for tfds.
+    name: TFDS dataset name, e.g. "lm1b", "lm1b:1.1.0" (a version) or "c4/en" (a config); required for tfds.
     data_dir: TFDS data dir, local or ``gs://bucket/tensorflow_datasets``.
     text_key: feature holding the text in each TFDS record.
     train_split / validation_split: TFDS split names that ``split="train"`` /
