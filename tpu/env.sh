@@ -88,7 +88,8 @@ LOC_FLAGS=("--zone=${TPU_ZONE}" "--project=${TPU_PROJECT}")
 SSH_FLAGS=()
 
 # fd 3 = the script's stdout, so dry-run lines printed from inside $(...)
-# still reach the terminal instead of the captured value.
+# still reach the terminal instead of the captured value. Commands run without
+# it (3>&-), so nothing they leave behind holds the script's stdout open.
 exec 3>&1
 
 # --- helpers -------------------------------------------------------------------
@@ -138,7 +139,7 @@ run() {
     return 0
   fi
   show_cmd "$@" >&2
-  "$@"
+  "$@" 3>&-
 }
 
 # Run a read-only query whose output or status is used by the caller. Under
@@ -148,7 +149,7 @@ query() {
     show_cmd "$@" >&3
     return 1
   fi
-  "$@"
+  "$@" 3>&-
 }
 
 log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
