@@ -122,7 +122,7 @@ if [[ -n "$SCALING_GIT_URL" ]]; then
   resolve+="gcloud storage cp \"\$T\"/source.txt ${lock}/source.txt; "
 fi
 resolve+="$unpack"
-resolve+="cd ${repo} && python -m pip install -q -e '.[tpu]'; "
+resolve+="cd ${repo}; python -m pip install -q -e '.[tpu]'; "
 resolve+="python -m pip freeze --exclude-editable > \"\$T\"/requirements.lock; "
 resolve+="gcloud storage cp \"\$T\"/requirements.lock ${lock}/requirements.lock; "
 resolve+="echo \"locked \$(wc -l < \"\$T\"/requirements.lock) packages in ${lock}/requirements.lock\""
@@ -131,7 +131,7 @@ resolve+="echo \"locked \$(wc -l < \"\$T\"/requirements.lock) packages in ${lock
 install="$prelude$unpack"
 install+="gcloud storage cp ${lock}/requirements.lock ${lock}/source.txt \"\$T\"/; "
 install+="python -m pip install -q -r \"\$T\"/requirements.lock; "
-install+="cd ${repo} && python -m pip install -q --no-deps -e .; "
+install+="cd ${repo}; python -m pip install -q --no-deps -e .; "
 install+="V=\$(python -c 'import jax, scaling; print(jax.__version__)'); "
 install+="echo \"setup ok: \$(hostname) jax \$V, code: \$(head -n 1 \"\$T\"/source.txt)\""
 
