@@ -505,3 +505,38 @@ def test_babysit_bad_numbers(args, env):
 def test_babysit_old_single_budget_is_rejected():
     res = run_script("babysit.sh", env={**OVERRIDES, "MAX_RESTARTS": "50"})
     assert res.returncode != 0 and "MAX_PREEMPTIONS" in res.stderr and "MAX_CRASHES" in res.stderr
+
+
+# --- what setup installs, and the README's commands ------------------------------------------
+
+
+def test_tpu_extra_has_what_a_sweep_on_a_tpu_vm_needs():
+    """setup.sh installs '.[tpu]': jax[tpu], gcsfs (gs:// outputs), matplotlib (end-of-sweep
+    plots) and the TFDS readers, through the extras it names."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras, name = project["optional-dependencies"], project["name"]
+
+    def resolve(extra):
+        out = []
+        for req in extras[extra]:
+            if req.startswith(f"{name}["):
+                for sub in req[len(name) + 1:req.index("]")].split(","):
+                    out += resolve(sub.strip())
+            else:
+                out.append(req)
+        return out
+
+    reqs = " ".join(resolve("tpu"))
+    for needed in ("jax[tpu]", "gcsfs", "matplotlib", "tensorflow-datasets", "array-record"):
+        assert needed in reqs, needed
+    assert "pip install -q -e '.[tpu]'" in (TPU / "setup.sh").read_text()
+
+
+def test_readme_troubleshooting_commands_exist():
+    text = (TPU / "README.md").read_text()
+    assert "--troubleshoot" not in text  # gcloud compute tpus tpu-vm ssh rejects it
+    iap = [line for line in text.splitlines() if "--tunnel-through-iap" in line]
+    assert iap and all("gcloud alpha compute tpus tpu-vm ssh" in line for line in iap), iap  # not in GA
+    assert "/dev/vfio" in text  # v5e and later; /dev/accel* is v4 and older
