@@ -1,52 +1,25 @@
-"""Tests for the TPU VM launch scripts in tpu/.
+"""Tests for the TPU VM scripts in tpu/: flags, configuration and the commands they print.
 
-There is no gcloud and no TPU here: every script is run with --dry-run and
-the printed commands are checked. A stub `gcloud` on PATH records any call,
-so a dry run that would really talk to Google Cloud fails the test. The
-one-line shell programs that launch.sh / stop.sh send to the workers are also
-executed for real in a sandbox (fake HOME, stub python/curl/gcloud).
+Every script runs with --dry-run and the printed commands are checked; a stub `gcloud` on
+PATH records any call, so a dry run that would really talk to Google Cloud fails the test.
+babysit.sh against a scripted gcloud is in test_tpu_babysit.py, the programs the scripts
+send to the workers run for real in test_tpu_workers.py.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TPU = ROOT / "tpu"
-SCRIPTS = ["create.sh", "setup.sh", "launch.sh", "babysit.sh", "status.sh", "logs.sh", "stop.sh", "delete.sh"]
-BASH = shutil.which("bash")
+from tpu_helpers import (BASH, OVERRIDES, ROOT, SCRIPTS, SSH_SCRIPTS, TPU, commands, one, remote_command,
+                         run_script, short)
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash not available")
-
-# Every variable tpu/env.sh reads; cleared so the caller's environment cannot leak in.
-CONFIG_VARS = [
-    "TPU_PROJECT", "TPU_ZONE", "TPU_ACCELERATOR_TYPE", "TPU_RUNTIME_VERSION", "TPU_NAME",
-    "TPU_QUEUED_RESOURCE", "TPU_SPOT", "BUCKET", "RUN", "EXPERIMENT", "SCALING_GIT_URL",
-    "SCALING_GIT_REF", "TPU_PYTHON", "REMOTE_VENV", "REMOTE_REPO", "REMOTE_LOG_DIR",
-    "LOG_SYNC_SECONDS", "POLL_SECONDS", "MAX_RESTARTS", "DRY_RUN", "DRY_RUN_STATE",
-    "DRY_RUN_NODE_STATE",
-]
-
-OVERRIDES = {
-    "TPU_PROJECT": "test-proj",
-    "TPU_ZONE": "us-central2-b",
-    "TPU_ACCELERATOR_TYPE": "v4-16",
-    "TPU_RUNTIME_VERSION": "tpu-ubuntu2204-base",
-    "TPU_NAME": "test-tpu",
-    "BUCKET": "test-bucket",
-    "RUN": "test-run",
-    "SCALING_GIT_URL": "https://example.com/org/scaling.git",
-    "SCALING_GIT_REF": "v1.2.3",
-}
 
 
 @pytest.fixture
@@ -60,41 +33,6 @@ def stub_bin(tmp_path):
         p.write_text(f'#!/bin/sh\necho "{name} $*" >> "{calls}"\nexit 0\n')
         p.chmod(0o755)
     return d, calls
-
-
-def run_script(name, *args, env=None, stub=None, dry=True):
-    e = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    e.update(env or {})
-    if stub is not None:
-        e["PATH"] = f"{stub[0]}{os.pathsep}{e.get('PATH', '')}"
-    argv = [BASH, str(TPU / name), *args]
-    if dry and "--dry-run" not in args and e.get("DRY_RUN") != "1":
-        argv.append("--dry-run")
-    res = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=30)
-    if stub is not None and dry:
-        assert not stub[1].exists(), f"dry run executed: {stub[1].read_text()}"
-    return res
-
-
-def commands(stdout):
-    """The printed commands ('+ ...' lines), each split into words like a shell would."""
-    out = []
-    for line in stdout.splitlines():
-        if line.startswith("+ "):
-            out.append(shlex.split(line[2:]))
-    return out
-
-
-def one(cmds, *prefix):
-    hits = [c for c in cmds if c[: len(prefix)] == list(prefix)]
-    assert len(hits) == 1, f"expected one {' '.join(prefix)!r} command in {cmds}"
-    return hits[0]
-
-
-def remote_command(cmd):
-    flags = [w for w in cmd if w.startswith("--command=")]
-    assert len(flags) == 1, cmd
-    return flags[0][len("--command="):]
 
 
 def assert_targets_tpu(cmd):
@@ -150,13 +88,10 @@ def test_refuses_placeholder_config(name, stub_bin):
     assert not stub_bin[1].exists()
 
 
-@pytest.mark.parametrize("name", ["setup.sh", "babysit.sh"])
-def test_refuses_placeholder_git_url(name, stub_bin):
-    env = {k: v for k, v in OVERRIDES.items() if k != "SCALING_GIT_URL"}
-    res = run_script(name, env=env, stub=stub_bin, dry=False)
-    assert res.returncode != 0
-    assert "SCALING_GIT_URL" in res.stderr
-    assert not stub_bin[1].exists()
+def test_no_placeholder_repository_urls():
+    """No script, doc or notebook points at a guessed repository account."""
+    for path in [*TPU.iterdir(), *(ROOT / "notebooks").glob("*.ipynb")]:
+        assert "your-org" not in path.read_text(), path
 
 
 @pytest.mark.parametrize("name", SCRIPTS + ["env.sh"])
@@ -191,22 +126,23 @@ def test_shellcheck():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_runs_from_any_directory(tmp_path, stub_bin):
-    e = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    e.update(OVERRIDES)
-    res = subprocess.run([BASH, str(TPU / "create.sh"), "--dry-run"], cwd=tmp_path,
-                         env=e, capture_output=True, text=True, timeout=30)
+def test_runs_from_any_directory(tmp_path):
+    res = run_script("create.sh", env=OVERRIDES, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert commands(res.stdout)
 
 
-# --- defaults ----------------------------------------------------------------------
+# --- runtime version from the accelerator type ------------------------------------------
+
+
+def _create_cmd(env):
+    res = run_script("create.sh", env=env)
+    assert res.returncode == 0, res.stderr
+    return one(commands(res.stdout), "gcloud", "compute", "tpus", "queued-resources", "create")
 
 
 def test_defaults_v5e():
-    res = run_script("create.sh")
-    assert res.returncode == 0, res.stderr
-    cmd = one(commands(res.stdout), "gcloud", "compute", "tpus", "queued-resources", "create")
+    cmd = _create_cmd({})
     assert "--accelerator-type=v5litepod-8" in cmd
     assert "--zone=us-west4-a" in cmd
     assert "--runtime-version=v2-alpha-tpuv5-lite" in cmd
@@ -214,13 +150,29 @@ def test_defaults_v5e():
     assert "EXPERIMENT=experiments/tpu_v5e.py" in launch
 
 
+@pytest.mark.parametrize("accelerator,runtime", [
+    ("v4-8", "tpu-ubuntu2204-base"), ("v4-32", "tpu-ubuntu2204-base"),
+    ("v5litepod-16", "v2-alpha-tpuv5-lite"), ("v5p-8", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e"),
+])
+def test_runtime_follows_accelerator(accelerator, runtime):
+    cmd = _create_cmd({"TPU_ACCELERATOR_TYPE": accelerator})
+    assert f"--accelerator-type={accelerator}" in cmd
+    assert f"--runtime-version={runtime}" in cmd
+
+
+def test_runtime_override_and_unknown_type():
+    cmd = _create_cmd({"TPU_ACCELERATOR_TYPE": "v6e-8", "TPU_RUNTIME_VERSION": "v2-alpha-tpuv6e-custom"})
+    assert "--runtime-version=v2-alpha-tpuv6e-custom" in cmd
+    res = run_script("create.sh", env={"TPU_ACCELERATOR_TYPE": "tpu7x-8"})
+    assert res.returncode != 0 and "TPU_RUNTIME_VERSION" in res.stderr and "tpu7x-8" in res.stderr
+    assert not commands(res.stdout)
+
+
 # --- per script -------------------------------------------------------------------
 
 
 def test_create(stub_bin):
-    res = run_script("create.sh", env=OVERRIDES, stub=stub_bin)
-    assert res.returncode == 0, res.stderr
-    cmd = one(commands(res.stdout), "gcloud", "compute", "tpus", "queued-resources", "create")
+    cmd = _create_cmd(OVERRIDES)
     assert cmd[5] == "test-tpu-qr"
     assert "--node-id=test-tpu" in cmd
     assert "--zone=us-central2-b" in cmd and "--project=test-proj" in cmd
@@ -243,24 +195,65 @@ def test_create_spot_flag(args, env, spot):
 
 
 def test_queued_resource_override():
-    res = run_script("create.sh", env={**OVERRIDES, "TPU_QUEUED_RESOURCE": "my-qr"})
-    cmd = one(commands(res.stdout), "gcloud", "compute", "tpus", "queued-resources", "create")
+    cmd = _create_cmd({**OVERRIDES, "TPU_QUEUED_RESOURCE": "my-qr"})
     assert cmd[5] == "my-qr"
 
 
-def test_setup(stub_bin):
-    res = run_script("setup.sh", env=OVERRIDES, stub=stub_bin)
+def _setup(*args, **env):
+    res = run_script("setup.sh", *args, env={**OVERRIDES, **env})
     assert res.returncode == 0, res.stderr
-    cmd = one(commands(res.stdout), "gcloud", "compute", "tpus", "tpu-vm", "ssh")
-    assert_targets_tpu(cmd)
-    assert "--worker=all" in cmd
-    remote = remote_command(cmd)
-    assert 'pip install -q -U "jax[tpu]"' in remote
-    assert "https://example.com/org/scaling.git" in remote
-    assert "fetch -q origin v1.2.3" in remote
-    assert '".[tfds]"' in remote
-    assert "-m venv" in remote
-    subprocess.run([BASH, "-n", "-c", remote], check=True, timeout=10)
+    return res, commands(res.stdout)
+
+
+def test_setup_git_mode_first_time(stub_bin):
+    """The first setup of a run resolves the git ref once on worker 0 and locks it and the
+    pip versions in the bucket; then every worker installs exactly the lock."""
+    res, cmds = _setup()
+    assert [short(c) for c in cmds] == ["storage ls", "tpu-vm ssh", "tpu-vm ssh"]
+    assert cmds[0][-1] == "gs://test-bucket/test-run/setup/requirements.lock"
+    resolve, install = cmds[1], cmds[2]
+    assert "--worker=0" in resolve and "--worker=all" in install
+    for c in (resolve, install):
+        assert_targets_tpu(c)
+        subprocess.run([BASH, "-n", "-c", remote_command(c)], check=True, timeout=10)
+    resolve, install = remote_command(resolve), remote_command(install)
+    assert "fetch -q --depth=1 https://example.com/org/scaling.git v1.2.3" in resolve
+    assert "git -C \"$T\"/src archive" in resolve
+    assert "pip install -q -e '.[tpu]'" in resolve and "pip freeze --exclude-editable" in resolve
+    assert "gs://test-bucket/test-run/setup/requirements.lock" in resolve
+    # The install: the locked versions and code only, nothing resolved or fetched again.
+    assert "pip install -q -r \"$T\"/requirements.lock" in install
+    assert "--no-deps -e ." in install
+    assert "git" not in install.replace("python3.11-venv git", "") and "-U \"jax" not in install
+    assert "-m venv" in install
+
+
+def test_setup_local_mode_ships_the_working_tree():
+    res, cmds = _setup(SCALING_GIT_URL="")
+    assert [short(c) for c in cmds] == ["storage ls", "storage cp", "storage cp", "tpu-vm ssh", "tpu-vm ssh"]
+    assert cmds[1][-2:] == ["-", "gs://test-bucket/test-run/setup/source.tar.gz"]
+    assert cmds[2][-2:] == ["-", "gs://test-bucket/test-run/setup/source.txt"]
+    assert "git" not in remote_command(cmds[3]).replace("python3.11-venv git", "")
+    assert f"of {ROOT} (HEAD" in res.stderr
+
+
+def test_setup_relock():
+    _, cmds = _setup("--relock")
+    assert [short(c) for c in cmds] == ["storage rm", "tpu-vm ssh", "tpu-vm ssh"]
+    assert cmds[0][-1] == "gs://test-bucket/test-run/setup/requirements.lock"
+
+
+def test_setup_refuses_checkout_dirs_it_cannot_replace():
+    for bad in ("~", "~/", "/", "/home", "~/../x"):
+        res = run_script("setup.sh", env={**OVERRIDES, "REMOTE_REPO": bad})
+        assert res.returncode != 0 and "REMOTE_REPO" in res.stderr, bad
+
+
+def test_setup_local_mode_needs_git(tmp_path):
+    copy = tmp_path / "notgit" / "tpu"
+    shutil.copytree(TPU, copy)
+    res = run_script("setup.sh", env={**OVERRIDES, "SCALING_GIT_URL": ""}, tpu_dir=copy)
+    assert res.returncode != 0 and "not a git checkout" in res.stderr
 
 
 def test_launch(stub_bin):
@@ -274,7 +267,24 @@ def test_launch(stub_bin):
     assert "export BUCKET=test-bucket RUN=test-run EXPERIMENT=experiments/tpu_v5e.py" in remote
     assert 'gs://test-bucket/test-run/logs/worker-"$W".log' in remote
     assert "gcloud storage cp" in remote
+    assert "no data settings given" in res.stderr
     subprocess.run([BASH, "-n", "-c", remote], check=True, timeout=10)
+
+
+def test_launch_forwards_the_data_config():
+    env = {**OVERRIDES, "SCALING_DATA_SOURCE": "tfds", "SCALING_DATA_NAME": "lm1b",
+           "SCALING_DATA_DIR": "gs://b/tensorflow_datasets", "SCALING_TOKENIZER": "byte",
+           "SCALING_TFDS_DIR": "gs://b/tfds dir"}
+    res = run_script("launch.sh", "--set", "train.lr=3e-4", "--set=model.dtype='float32'", env=env)
+    assert res.returncode == 0, res.stderr
+    remote = remote_command(commands(res.stdout)[0])
+    sets = ("--set data.name=lm1b --set data.data_dir=gs://b/tensorflow_datasets --set data.tokenizer=byte "
+            "--set data.source=tfds --set train.lr=3e-4 --set 'model.dtype='\\''float32'\\'''")
+    # source comes after name: DataConfig validates each assignment on its own.
+    assert f'python -m scaling sweep "$EXPERIMENT" {sets} --out' in remote
+    assert "export SCALING_TFDS_DIR='gs://b/tfds dir'" in remote
+    assert "no data settings given" not in res.stderr
+    assert run_script("launch.sh", "--set", "novalue", env=OVERRIDES).returncode != 0
 
 
 def test_launch_experiment_override():
@@ -323,8 +333,10 @@ def test_status(stub_bin):
     cmds = commands(res.stdout)
     qr = one(cmds, "gcloud", "compute", "tpus", "queued-resources", "describe")
     assert "test-tpu-qr" in qr and "--project=test-proj" in qr
+    assert "--format=value(state.state,state.failedData.error.message)" in qr  # FAILED says why
     assert_targets_tpu(one(cmds, "gcloud", "compute", "tpus", "tpu-vm", "describe"))
     assert ["gcloud", "storage", "ls", "gs://test-bucket/test-run/DONE"] in cmds
+    assert ["gcloud", "storage", "cat", "gs://test-bucket/test-run/setup/source.txt"] in cmds
     assert "--worker=all" in one(cmds, "gcloud", "compute", "tpus", "tpu-vm", "ssh")
 
 
@@ -343,210 +355,188 @@ def test_logs(stub_bin):
     assert run_script("logs.sh", "--worker=x", env=OVERRIDES).returncode != 0
 
 
+# --- ssh: --ssh-flag passthrough and the ssh-agent check -----------------------------------
+
+SSH_ARGS = {"status.sh": ["--procs"], "logs.sh": ["--ssh"]}
+
+
+@pytest.mark.parametrize("name", SSH_SCRIPTS)
+def test_ssh_flag_reaches_every_ssh(name):
+    res = run_script(name, *SSH_ARGS.get(name, []), "--ssh-flag=-o ServerAliveInterval=30",
+                     "--ssh-flag=-vvv", env=OVERRIDES)
+    assert res.returncode == 0, res.stderr
+    ssh = [c for c in commands(res.stdout) if short(c) == "tpu-vm ssh"]
+    assert ssh
+    for c in ssh:
+        assert c[c.index("--ssh-flag=-o ServerAliveInterval=30") + 1] == "--ssh-flag=-vvv", c
+        assert c[-1].startswith("--command=")
+
+
+@pytest.mark.parametrize("name", ["create.sh", "delete.sh"])
+def test_ssh_flag_only_where_there_is_ssh(name):
+    assert run_script(name, "--ssh-flag=-vvv", env=OVERRIDES).returncode == 2
+
+
+def test_ssh_flag_needs_a_value():
+    res = run_script("launch.sh", "--ssh-flag", "-vvv", env=OVERRIDES)
+    assert res.returncode != 0 and "--ssh-flag=VALUE" in res.stderr
+
+
+@pytest.fixture
+def ssh_keys(tmp_path):
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen not available")
+    keys = {}
+    for name, passphrase in (("locked", "secret phrase"), ("open", "")):
+        path = tmp_path / "keys" / name
+        path.parent.mkdir(exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)], check=True,
+                       timeout=30)
+        keys[name] = path
+    return keys
+
+
+@pytest.mark.parametrize("name,args", [("setup.sh", []), ("launch.sh", []), ("stop.sh", []),
+                                       ("status.sh", ["--procs"]), ("babysit.sh", ["--once"])])
+def test_passphrase_key_without_agent_is_refused(name, args, ssh_keys, stub_bin):
+    res = run_script(name, *args, env={**OVERRIDES, "TPU_SSH_KEY": str(ssh_keys["locked"])}, stub=stub_bin,
+                     dry=False)
+    assert res.returncode != 0
+    assert "passphrase" in res.stderr and "ssh-add" in res.stderr and str(ssh_keys["locked"]) in res.stderr
+    calls = stub_bin[1].read_text() if stub_bin[1].exists() else ""
+    assert "ssh" not in calls
+
+
+def test_ssh_agent_check_passes(ssh_keys, stub_bin, tmp_path):
+    """An open key, a locked key that the agent holds, or the check turned off: ssh goes ahead."""
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", f"{ssh_keys['locked']}.pub"], capture_output=True,
+                                 text=True, check=True).stdout.split()[1]
+    (stub_bin[0] / "ssh-add").write_text(f'#!/bin/sh\necho "256 {fingerprint} test (ED25519)"\n')
+    (stub_bin[0] / "ssh-add").chmod(0o755)
+    cases = [{"TPU_SSH_KEY": str(ssh_keys["open"])},
+             {"TPU_SSH_KEY": str(ssh_keys["locked"]), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")},
+             {"TPU_SSH_KEY": str(ssh_keys["locked"]), "TPU_SSH_AGENT_CHECK": "0"}]
+    for env in cases:
+        stub_bin[1].unlink(missing_ok=True)
+        res = run_script("stop.sh", env={**OVERRIDES, **env}, stub=stub_bin, dry=False)
+        assert res.returncode == 0, (env, res.stderr)
+        assert "tpu-vm ssh test-tpu" in stub_bin[1].read_text()
+    # An agent holding another key does not count.
+    (stub_bin[0] / "ssh-add").write_text('#!/bin/sh\necho "256 SHA256:someotherkey x (ED25519)"\n')
+    res = run_script("stop.sh", env={**OVERRIDES, "TPU_SSH_KEY": str(ssh_keys["locked"]),
+                                     "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}, stub=stub_bin, dry=False)
+    assert res.returncode != 0 and "ssh-add" in res.stderr
+
+
+# --- babysit.sh, dry run ---------------------------------------------------------------
+
+
 def test_babysit_recovers_after_preemption(stub_bin):
     res = run_script("babysit.sh", env=OVERRIDES, stub=stub_bin)
     assert res.returncode == 0, res.stderr
     cmds = commands(res.stdout)
     assert cmds[0] == ["gcloud", "storage", "ls", "gs://test-bucket/test-run/DONE"]
-    verbs = [c[3:5] for c in cmds[1:]]
-    assert verbs == [["queued-resources", "describe"], ["queued-resources", "delete"],
-                     ["queued-resources", "create"], ["tpu-vm", "ssh"], ["tpu-vm", "ssh"]]
+    assert [short(c) for c in cmds[1:]] == [
+        "queued-resources describe", "queued-resources delete", "queued-resources create",
+        "storage ls", "tpu-vm ssh", "tpu-vm ssh",  # setup: lock?, resolve, install
+        "tpu-vm ssh"]  # launch
     create = cmds[3]
     assert "--spot" in create and "--accelerator-type=v4-16" in create and "--project=test-proj" in create
-    setup, launch = remote_command(cmds[4]), remote_command(cmds[5])
-    assert "jax[tpu]" in setup and "v1.2.3" in setup
+    install, launch = remote_command(cmds[6]), remote_command(cmds[7])
+    assert "requirements.lock" in install
     assert "python -m scaling sweep" in launch and "--distributed" in launch
-    assert all("--worker=all" in c for c in cmds[4:])
+    assert all("--worker=all" in c for c in cmds[6:])
+    assert "preemption 1/100" in res.stderr
+
+
+def test_babysit_forwards_launch_settings():
+    res = run_script("babysit.sh", "--set", "data.name=lm1b", "--experiment=experiments/x.py",
+                     env={**OVERRIDES, "SCALING_DATA_SOURCE": "tfds"})
+    assert res.returncode == 0, res.stderr
+    launch = remote_command(commands(res.stdout)[-1])
+    assert "EXPERIMENT=experiments/x.py" in launch
+    assert '"$EXPERIMENT" --set data.source=tfds --set data.name=lm1b --out' in launch
 
 
 def test_babysit_no_spot_and_not_found():
     res = run_script("babysit.sh", "--no-spot", env={**OVERRIDES, "DRY_RUN_STATE": "NOT_FOUND"})
     assert res.returncode == 0, res.stderr
     cmds = commands(res.stdout)
-    assert not [c for c in cmds if c[3:5] == ["queued-resources", "delete"]]
+    assert not [c for c in cmds if short(c) == "queued-resources delete"]
     assert "--spot" not in one(cmds, "gcloud", "compute", "tpus", "queued-resources", "create")
+    assert "preemption 1/" not in res.stderr  # a first creation is not a recovery
 
 
-@pytest.mark.parametrize("state", ["WAITING_FOR_RESOURCES", "PROVISIONING"])
+@pytest.mark.parametrize("state", ["WAITING_FOR_RESOURCES", "PROVISIONING", "SUSPENDING"])
 def test_babysit_waits(state):
     res = run_script("babysit.sh", env={**OVERRIDES, "DRY_RUN_STATE": state})
     assert res.returncode == 0, res.stderr
-    assert [c[3:5] for c in commands(res.stdout)[1:]] == [["queued-resources", "describe"]]
+    assert [short(c) for c in commands(res.stdout)[1:]] == ["queued-resources describe"]
+
+
+def test_babysit_failed_prints_why():
+    res = run_script("babysit.sh", env={**OVERRIDES, "DRY_RUN_STATE": "FAILED"})
+    assert res.returncode == 0, res.stderr
+    cmds = commands(res.stdout)
+    assert [short(c) for c in cmds[1:5]] == ["queued-resources describe"] * 2 + [
+        "queued-resources delete", "queued-resources create"]
+    assert "--format=value(state.failedData.error.message)" in cmds[2]
+    assert "crash 1/5: queued resource FAILED" in res.stderr
 
 
 def test_babysit_active_checks_the_sweep():
     res = run_script("babysit.sh", "--interval=5", env={**OVERRIDES, "DRY_RUN_STATE": "ACTIVE"})
     assert res.returncode == 0, res.stderr
     cmds = commands(res.stdout)
-    assert [c[3:5] for c in cmds[1:]] == [["queued-resources", "describe"], ["tpu-vm", "describe"],
-                                          ["tpu-vm", "ssh"]]
+    assert [short(c) for c in cmds[1:]] == ["queued-resources describe", "tpu-vm describe", "tpu-vm ssh"]
     assert "test-run.pid" in remote_command(cmds[-1])
 
     res = run_script("babysit.sh", env={**OVERRIDES, "DRY_RUN_STATE": "ACTIVE", "DRY_RUN_NODE_STATE": "PREEMPTED"})
-    assert ["queued-resources", "create"] in [c[3:5] for c in commands(res.stdout)]
+    assert "queued-resources create" in [short(c) for c in commands(res.stdout)]
 
 
-def test_babysit_bad_interval():
-    assert run_script("babysit.sh", "--interval=soon", env=OVERRIDES).returncode != 0
+@pytest.mark.parametrize("args,env", [(["--interval=soon"], {}), ([], {"MAX_CRASHES": "x"}),
+                                      ([], {"MAX_PREEMPTIONS": "-1"})])
+def test_babysit_bad_numbers(args, env):
+    res = run_script("babysit.sh", *args, env={**OVERRIDES, **env})
+    assert res.returncode != 0 and "must be a whole number" in res.stderr
 
 
-# --- the worker side, for real ----------------------------------------------------
-
-STUBS = {
-    # The sweep: record its argv, then idle until killed.
-    "python": '#!/bin/bash\necho "$@" > "$HOME/sweep-args"\necho "fake sweep $$"\nexec sleep 30\n',
-    # The metadata server: this is worker 2.
-    "curl": "#!/bin/sh\necho 2\n",
-    # gcloud storage cp SRC DST, with gs://X mapped to $GS_ROOT/X.
-    "gcloud": '#!/bin/bash\n[ "$1 $2" = "storage cp" ] || exit 1\n'
-              'src=${3/#gs:\\/\\//$GS_ROOT/}; dst=${4/#gs:\\/\\//$GS_ROOT/}\n'
-              'mkdir -p "$(dirname "$dst")" && cp "$src" "$dst"\n',
-}
+def test_babysit_old_single_budget_is_rejected():
+    res = run_script("babysit.sh", env={**OVERRIDES, "MAX_RESTARTS": "50"})
+    assert res.returncode != 0 and "MAX_PREEMPTIONS" in res.stderr and "MAX_CRASHES" in res.stderr
 
 
-def _wait(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
+# --- what setup installs, and the README's commands ------------------------------------------
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a killed orphan may linger as a zombie if nobody reaps it
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+def test_tpu_extra_has_what_a_sweep_on_a_tpu_vm_needs():
+    """setup.sh installs '.[tpu]': jax[tpu], gcsfs (gs:// outputs), matplotlib (end-of-sweep
+    plots) and the TFDS readers, through the extras it names."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras, name = project["optional-dependencies"], project["name"]
+
+    def resolve(extra):
+        out = []
+        for req in extras[extra]:
+            if req.startswith(f"{name}["):
+                for sub in req[len(name) + 1:req.index("]")].split(","):
+                    out += resolve(sub.strip())
+            else:
+                out.append(req)
+        return out
+
+    reqs = " ".join(resolve("tpu"))
+    for needed in ("jax[tpu]", "gcsfs", "matplotlib", "tensorflow-datasets", "array-record"):
+        assert needed in reqs, needed
+    assert "pip install -q -e '.[tpu]'" in (TPU / "setup.sh").read_text()
 
 
-def test_worker_launch_and_stop_for_real(tmp_path):
-    if sys.platform == "win32":
-        pytest.skip("POSIX only")
-    env_over = {**OVERRIDES, "LOG_SYNC_SECONDS": "1"}
-    launch = remote_command(commands(run_script("launch.sh", env=env_over).stdout)[0])
-    stop = remote_command(commands(run_script("stop.sh", "--grace=5", env=env_over).stdout)[0])
-
-    home, stubs, gs = tmp_path / "home", tmp_path / "stubs", tmp_path / "gs"
-    (home / "scaling-venv" / "bin").mkdir(parents=True)
-    (home / "scaling-venv" / "bin" / "activate").write_text("")
-    (home / "scaling").mkdir()
-    stubs.mkdir()
-    for name, text in STUBS.items():
-        (stubs / name).write_text(text)
-        (stubs / name).chmod(0o755)
-    env = {"HOME": str(home), "GS_ROOT": str(gs), "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
-    logs = home / "scaling-logs"
-    pid_file, sync_file = logs / "test-run.pid", logs / "test-run.sync.pid"
-    gs_log = gs / "test-bucket" / "test-run" / "logs" / "worker-2.log"
-
-    sweep_pid = sync_pid = None
-    try:
-        res = subprocess.run([BASH, "-c", launch], env=env, capture_output=True, text=True, timeout=20)
-        assert res.returncode == 0, res.stderr
-        assert "worker 2: started sweep" in res.stdout
-        sweep_pid, sync_pid = int(pid_file.read_text()), int(sync_file.read_text())
-        assert _alive(sweep_pid)
-        assert _wait(lambda: (home / "sweep-args").exists())
-        assert (home / "sweep-args").read_text().split() == [
-            "-m", "scaling", "sweep", "experiments/tpu_v5e.py", "--out", "gs://test-bucket/test-run", "--distributed"]
-        # The log reaches gs://BUCKET/RUN/logs/worker-2.log.
-        assert _wait(lambda: gs_log.exists() and "fake sweep" in gs_log.read_text())
-
-        # A second launch leaves the running sweep alone.
-        res = subprocess.run([BASH, "-c", launch], env=env, capture_output=True, text=True, timeout=20)
-        assert res.returncode == 0 and "already running" in res.stdout, res.stdout + res.stderr
-        assert int(pid_file.read_text()) == sweep_pid
-
-        res = subprocess.run([BASH, "-c", stop], env=env, capture_output=True, text=True, timeout=20)
-        assert res.returncode == 0 and f"stopped sweep (pid {sweep_pid})" in res.stdout, res.stdout + res.stderr
-        assert _wait(lambda: not _alive(sweep_pid))
-        assert _wait(lambda: not _alive(sync_pid)), "log sync loop should end after the sweep"
-        assert "=== launch" in gs_log.read_text()
-
-        res = subprocess.run([BASH, "-c", stop], env=env, capture_output=True, text=True, timeout=20)
-        assert "no sweep running" in res.stdout
-    finally:
-        for pid in (sweep_pid, sync_pid):
-            if pid is not None and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-# --- babysit.sh for real, against a scripted fake gcloud -------------------------
-
-FAKE_GCLOUD = r"""#!/bin/bash
-echo "$*" >> "$CALLS"
-case "$*" in
-  "storage ls "*/DONE) [ "${FAKE_DONE:-0}" = 1 ] ;;
-  "compute tpus queued-resources describe "*)
-    case "$FAKE_QR" in
-      NOT_FOUND) echo "ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource not found" >&2; exit 1 ;;
-      ERROR) echo "ERROR: network is unreachable" >&2; exit 1 ;;
-      *) echo "$FAKE_QR" ;;
-    esac ;;
-  "compute tpus tpu-vm describe "*) echo "${FAKE_NODE:-READY}" ;;
-  "compute tpus tpu-vm ssh "*SWEEP_RUNNING*) echo "SWEEP_${FAKE_SWEEP:-RUNNING}" ;;
-  *) exit 0 ;;
-esac
-"""
-
-
-def _babysit(tmp_path, *args, env_extra=None, **fake):
-    bindir = tmp_path / "fakebin"
-    bindir.mkdir(exist_ok=True)
-    (bindir / "gcloud").write_text(FAKE_GCLOUD)
-    (bindir / "gcloud").chmod(0o755)
-    calls = tmp_path / "calls"
-    calls.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(OVERRIDES)
-    env.update({"CALLS": str(calls), "PATH": f"{bindir}{os.pathsep}{env['PATH']}"})
-    env.update({f"FAKE_{k.upper()}": v for k, v in fake.items()})
-    env.update(env_extra or {})
-    res = subprocess.run([BASH, str(TPU / "babysit.sh"), "--once", *args], env=env,
-                         capture_output=True, text=True, timeout=30)
-    lines = calls.read_text().splitlines() if calls.exists() else []
-    # "compute tpus tpu-vm ssh ..." -> "tpu-vm ssh"; "storage ls ..." -> "storage ls"
-    short = [" ".join(l.split()[2:4]) if l.startswith("compute") else " ".join(l.split()[:2]) for l in lines]
-    return res, short, lines
-
-
-@pytest.mark.parametrize("fake,expected", [
-    ({"qr": "SUSPENDED"}, ["queued-resources describe", "queued-resources delete", "queued-resources create"]),
-    ({"qr": "FAILED"}, ["queued-resources describe", "queued-resources delete", "queued-resources create"]),
-    ({"qr": "NOT_FOUND"}, ["queued-resources describe", "queued-resources create"]),
-    ({"qr": "ERROR"}, ["queued-resources describe"]),
-    ({"qr": "WAITING_FOR_RESOURCES"}, ["queued-resources describe"]),
-    ({"qr": "ACTIVE", "node": "PREEMPTED"},
-     ["queued-resources describe", "tpu-vm describe", "queued-resources delete", "queued-resources create"]),
-    ({"qr": "ACTIVE", "node": "CREATING"}, ["queued-resources describe", "tpu-vm describe"]),
-    ({"qr": "ACTIVE", "sweep": "RUNNING"}, ["queued-resources describe", "tpu-vm describe", "tpu-vm ssh"]),
-    ({"qr": "ACTIVE", "sweep": "STOPPED"},  # health check, stop, setup, launch
-     ["queued-resources describe", "tpu-vm describe"] + ["tpu-vm ssh"] * 4),
-])
-def test_babysit_real_mode(tmp_path, fake, expected):
-    res, short, lines = _babysit(tmp_path, **fake)
-    assert res.returncode == 0, res.stderr
-    assert short == ["storage ls"] + expected, lines
-    if "queued-resources create" in expected:
-        assert "--spot" in lines[-1] and "--project=test-proj" in lines[-1]
-    if fake.get("sweep") == "STOPPED":
-        assert "kill -TERM" in lines[-3] and "jax[tpu]" in lines[-2] and "python -m scaling sweep" in lines[-1]
-
-
-def test_babysit_real_mode_done(tmp_path):
-    res, short, _ = _babysit(tmp_path, done="1", qr="ACTIVE")
-    assert res.returncode == 0 and short == ["storage ls"]
-    res, short, lines = _babysit(tmp_path, "--delete-when-done", done="1", qr="ACTIVE")
-    assert res.returncode == 0 and short == ["storage ls", "queued-resources delete"]
-    assert "--force" in lines[-1] and "--quiet" in lines[-1]
-
-
-def test_babysit_gives_up(tmp_path):
-    res, _, lines = _babysit(tmp_path, qr="SUSPENDED", env_extra={"MAX_RESTARTS": "0"})
-    assert res.returncode != 0 and "giving up" in res.stderr
-    assert "create" not in " ".join(lines)
+def test_readme_troubleshooting_commands_exist():
+    text = (TPU / "README.md").read_text()
+    assert "--troubleshoot" not in text  # gcloud compute tpus tpu-vm ssh rejects it
+    iap = [line for line in text.splitlines() if "--tunnel-through-iap" in line]
+    assert iap and all("gcloud alpha compute tpus tpu-vm ssh" in line for line in iap), iap  # not in GA
+    assert "/dev/vfio" in text  # v5e and later; /dev/accel* is v4 and older

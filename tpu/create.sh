@@ -14,7 +14,8 @@ Create queued resource ${TPU_QUEUED_RESOURCE} for TPU VM ${TPU_NAME}:
   project       ${TPU_PROJECT}
   zone          ${TPU_ZONE}
   accelerator   ${TPU_ACCELERATOR_TYPE}
-  runtime       ${TPU_RUNTIME_VERSION}
+  runtime       ${TPU_RUNTIME_VERSION:-(none known for this type: set TPU_RUNTIME_VERSION)}
+                (derived from the accelerator type unless TPU_RUNTIME_VERSION is set)
 
 Options:
   --spot         Spot VMs: much cheaper, can be preempted at any time
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 require_config
+require_runtime
 
 args=(gcloud compute tpus queued-resources create "$TPU_QUEUED_RESOURCE"
   "--node-id=${TPU_NAME}" "${LOC_FLAGS[@]}"
@@ -46,5 +48,5 @@ case "$TPU_SPOT" in
   *) die "TPU_SPOT must be 1 or 0, got '${TPU_SPOT}'" ;;
 esac
 
-log "requesting ${TPU_ACCELERATOR_TYPE} in ${TPU_ZONE} as ${TPU_QUEUED_RESOURCE} (spot=${TPU_SPOT})"
+log "requesting ${TPU_ACCELERATOR_TYPE} (runtime ${TPU_RUNTIME_VERSION}) in ${TPU_ZONE} as ${TPU_QUEUED_RESOURCE} (spot=${TPU_SPOT})"
 run "${args[@]}"

@@ -8,7 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") [--worker=N] [-n LINES] [--ssh] [-f] [--dry-run] [--help]
+Usage: $(basename "$0") [--worker=N] [-n LINES] [--ssh] [-f]
+                [--ssh-flag=FLAG ...] [--dry-run] [--help]
 
 Show the end of the log of run ${RUN}, worker N:
   gs:   ${GS_RUN}/logs/worker-N.log
@@ -19,6 +20,7 @@ Options:
   -n, --lines=N    number of lines (default: 100)
   --ssh            read the live log on the worker instead of the gs:// copy
   -f, --follow     keep following the log (implies --ssh); Ctrl-C to stop
+  --ssh-flag=FLAG  passed to gcloud's --ssh-flag (repeatable)
   --dry-run        print the commands instead of running them (or DRY_RUN=1)
   -h, --help       show this help
 USAGE
@@ -30,6 +32,7 @@ ssh=0
 follow=0
 while [[ $# -gt 0 ]]; do
   common_flag "$1" && { shift; continue; }
+  ssh_flag "$1" && { shift; continue; }
   case "$1" in
     --worker=*) worker="${1#*=}" ;;
     --worker) [[ $# -ge 2 ]] || die "--worker needs a value"; worker="$2"; shift ;;

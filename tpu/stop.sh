@@ -9,7 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") [--worker=all|N] [--grace=SECONDS] [--pkill] [--dry-run] [--help]
+Usage: $(basename "$0") [--worker=all|N] [--grace=SECONDS] [--pkill]
+                [--ssh-flag=FLAG ...] [--dry-run] [--help]
 
 Kill the sweep of run ${RUN} on TPU VM ${TPU_NAME} (${TPU_ZONE}, project ${TPU_PROJECT}),
 using the pid file written by launch.sh (${REMOTE_LOG_DIR}/${RUN}.pid).
@@ -19,6 +20,7 @@ Options:
   --grace=SECONDS  wait this long after SIGTERM before SIGKILL (default: 30)
   --pkill          also kill any other 'python -m scaling sweep' process on
                    the workers (e.g. one started by hand or for another RUN)
+  --ssh-flag=FLAG  passed to gcloud's --ssh-flag (repeatable)
   --dry-run        print the gcloud commands instead of running them (or DRY_RUN=1)
   -h, --help       show this help
 USAGE
@@ -29,6 +31,7 @@ grace=30
 pk=0
 while [[ $# -gt 0 ]]; do
   common_flag "$1" && { shift; continue; }
+  ssh_flag "$1" && { shift; continue; }
   case "$1" in
     --worker=*) worker="${1#*=}" ;;
     --worker) [[ $# -ge 2 ]] || die "--worker needs a value"; worker="$2"; shift ;;
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$grace" =~ ^[0-9]+$ ]] || die "--grace must be a number of seconds, got '${grace}'"
 require_config
+check_ssh_agent
 
 logdir=$(rpath "$REMOTE_LOG_DIR")
 remote="PIDF=${logdir}/$(shq "$RUN").pid; "
