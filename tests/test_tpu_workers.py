@@ -150,7 +150,7 @@ def launched(tmp_path):
 
 def test_launch_warns_loudly_on_the_stdlib_corpus(launched):
     """experiments/tpu_v5e.py without data settings trains on the stdlib demo corpus: the
-    workers load the experiment (the real scaling.sweep.load_sweep) and launch.sh says so."""
+    workers load the experiment (the real scaling.experiment.load) and launch.sh says so."""
     res = launched.run("launch.sh")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "worker 2: data source=stdlib" in res.stdout

@@ -88,7 +88,7 @@ dest="$(shq "${GS_RUN}/logs/worker-")\"\$W\".log"
 meta="http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number"
 # Loads the experiment with the overrides exactly as the sweep will, and prints
 # the data it will train on (one line; launch.sh looks for source=stdlib).
-check_py="import sys; from scaling.sweep import load_sweep; d = load_sweep(sys.argv[1], sys.argv[2:]).data; "
+check_py="import sys; from scaling import experiment, sweep; d = experiment.load(sys.argv[1], sys.argv[2:], expect=sweep.SweepConfig).data; "
 check_py+="print('data source=%s name=%s data_dir=%s tokenizer=%s' % (d.source, d.name, d.data_dir, d.tokenizer))"
 
 # One line of shell, run by bash on each worker. $W is the worker index.
