@@ -33,6 +33,12 @@ __all__ = ["Candidate", "CandidateTable", "EnsembleLaw", "Comparison", "compare"
 STARTS_KEPT = 4  # Newton starts per (form, fold): the best of 64 variable-projection starts
 MIN_SPAN = 10.0
 POOLED = True
+#: Newton steps for forms that are shown but never chosen (Kaplan's law has no floor: on data
+#: with one its fit drifts along a valley for hundreds of steps, and it must not hold up the rest).
+SHOWN_ITERS = 30
+#: Newton steps per bootstrap replicate: each starts at the full-data optimum and needs few;
+#: a degenerate resample (e.g. budgets drawn twice) may drift and is taken as it stands.
+BOOTSTRAP_ITERS = 30
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,14 @@ class _Comparison:
         return w
 
     def _fits(self, form: Form, fold: Fold | None) -> bool:
-        return int(np.sum(self._weights(form, fold) > 0)) >= form.n_params + 1
+        """Enough points for the form's parameters and, for an L(N, D) form, >= 3 distinct N and
+        D (with two sizes, E, A and alpha of the N term are not determined: any extrapolation)."""
+        used = self._weights(form, fold) > 0
+        if form.models_N_D:
+            runs = used[self.sections["runs"]]
+            if len(np.unique(self.N[runs])) < 3 or len(np.unique(self.D[runs])) < 3:
+                return False
+        return int(np.sum(used)) >= form.n_params + 1
 
     def run(self) -> Comparison:
         all_folds = folds(self.N, self.D, self.C, self.budgets if self.on_budgets else None,
@@ -180,7 +193,7 @@ class _Comparison:
 
     # -- one compiled batch: every form on the full data and on each of its folds
     def _fit_all(self):
-        theta, flags, free, weights, owner = [], [], [], [], []
+        theta, flags, free, weights, owner, budget = [], [], [], [], [], []
         for form in self.forms:
             groups = [None] + [self.all_folds[j] for j in self.form_folds[form.name]]
             W = np.stack([self._weights(form, g) for g in groups])
@@ -190,10 +203,12 @@ class _Comparison:
             free += [form.free] * s.shape[0] * s.shape[1]
             weights.append(np.repeat(W, s.shape[1], axis=0))
             owner += [(form.name, g) for g in range(len(groups)) for _ in range(s.shape[1])]
+            budget += [_family.MAX_ITERS if form.eligible else SHOWN_ITERS] * s.shape[0] * s.shape[1]
         group_ids = {key: i for i, key in enumerate(dict.fromkeys(owner))}
         out, value, _ = _family.newton(np.concatenate(theta), np.array(flags, float), np.array(free, float),
                                        np.concatenate(weights), self.x, self.y, np.log(self.values),
-                                       x0=self.x0, delta=self.delta, group=[group_ids[o] for o in owner])
+                                       x0=self.x0, delta=self.delta, group=[group_ids[o] for o in owner],
+                                       lane_iters=budget)
         self.lanes = len(owner)
         thetas = {f.name: np.full((1 + len(self.form_folds[f.name]), _family.P), np.nan) for f in self.forms}
         objectives = {f.name: np.full(1 + len(self.form_folds[f.name]), np.inf) for f in self.forms}
@@ -333,7 +348,7 @@ class _Comparison:
             weights.append(W)
         out, value, _ = _family.newton(np.concatenate(theta), np.array(flags, float), np.array(free, float),
                                        np.concatenate(weights), self.x, self.y, np.log(self.values),
-                                       x0=self.x0, delta=self.delta)
+                                       x0=self.x0, delta=self.delta, lane_iters=np.full(len(flags), BOOTSTRAP_ITERS))
         replicates = []
         for r in range(R):
             laws = []

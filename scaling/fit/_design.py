@@ -174,7 +174,7 @@ def folds(N, D, C, budgets: Budgets | None, *, min_train: int) -> list[Fold]:
 
     Budget mode (``budgets`` given, >= 3 budgets): fold k trains on every run of the k smallest
     budgets (k >= 2, the four largest such k) and is scored on the best run of each larger budget.
-    Point mode: (i) model sizes: fold k trains on the k smallest distinct N (k >= 2, the three
+    Point mode: (i) model sizes: fold k trains on the k smallest distinct N (k >= 3, the three
     largest such k) and tests the larger sizes; (ii) compute: trains on the points below the 60th and 80th percentile of
     C and tests the rest.  Folds with fewer than ``min_train`` training points are dropped.
     """
@@ -192,7 +192,7 @@ def folds(N, D, C, budgets: Budgets | None, *, min_train: int) -> list[Fold]:
                 out.append(Fold(f"budgets<= {budgets.C[k - 1]:.3g}", train, test, np.arange(K) < k))
         return out
     sizes = np.unique(N)
-    for k in range(len(sizes) - 1, max(1, len(sizes) - 4), -1):  # the three largest size cuts
+    for k in range(len(sizes) - 1, max(2, len(sizes) - 4), -1):  # >= 3 sizes, the three largest cuts
         train = N <= sizes[k - 1] * (1 + 1e-9)
         if train.sum() >= min_train:
             out.append(Fold(f"N <= {sizes[k - 1]:.3g}", train, ~train))

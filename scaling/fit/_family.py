@@ -53,6 +53,7 @@ OFF = -1e30  # a switched-off log-term: exp(OFF - max) == 0, with zero gradient
 GN_ITERS = 8
 MAX_ITERS = 100
 GTOL = 1e-10
+FTOL = 1e-13
 FLAGS = ("tie", "kaplan", "floor", "dterm")
 
 
@@ -131,23 +132,22 @@ def _solve(matrix_LxPxP, rhs_LxP):
     return jax.lax.fori_loop(0, matrix_LxPxP.shape[-1], eliminate, augmented)[..., -1]
 
 
-#: XLA:CPU's backend optimisation level 0 roughly halves this function's compile time (the
-#: first fit of a process is mostly compilation) and leaves its run time, small here, alone.
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-
-
-@partial(jax.jit, static_argnames=("gn_iters", "max_iters"), compiler_options=COMPILER_OPTIONS)
-def _newton_lanes(theta, K, flags, free, weights, features, log_L, delta, group, *, gn_iters, max_iters):
+@partial(jax.jit, static_argnames=("gn_iters", "max_iters"))
+def _newton_lanes(theta, K, flags, free, weights, features, log_L, delta, group, lane_iters, *, gn_iters, max_iters):
     """Damped Newton on every lane; steps accepted only when the objective falls.  Stops when
     the best lane of every ``group`` (lanes with equal group ids: starts of one fit) has
-    converged: the others can no longer change which start wins."""
+    converged: the others can no longer change which start wins.  A lane has converged when
+    its gradient is ~0, or its last nearly-undamped (Newton) step gained less than ``FTOL``
+    relatively (the Huber objective has kinks where Newton steps shrink without end), or its
+    damping saturated, or it has used its own step budget ``lane_iters`` (L,)."""
     same_group = group[:, None] == group[None, :]
+
     def derivatives(th, iteration):
         value, grad, exact, gauss_newton = _derivatives(th, K, flags, free, weights, features, log_L, delta)
         return value, grad, jnp.where(iteration >= gn_iters, exact, gauss_newton)
 
     def step(carry):
-        th, value, grad, hess, lam, iteration = carry
+        th, value, grad, hess, lam, stalled, iteration = carry
         scale = jnp.maximum(jnp.abs(jnp.diagonal(hess, axis1=-2, axis2=-1)), 1e-12)
         damped = hess + lam[:, None, None] * jnp.eye(P) * scale[:, None, :]
         delta_th = _solve(damped, -grad)
@@ -156,19 +156,22 @@ def _newton_lanes(theta, K, flags, free, weights, features, log_L, delta, group,
         v2, g2, h2 = derivatives(trial, iteration + 1)
         accept = solved & (v2 < value)
         keep = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        newton_like = (lam <= 1e-2) & (iteration + 1 >= gn_iters)
+        stalled = jnp.where(accept, newton_like & (value - v2 <= FTOL * (1.0 + jnp.abs(value))), stalled)
         lam = jnp.clip(jnp.where(accept, lam * LAM_SHRINK, lam * LAM_GROW), LAM_MIN, LAM_MAX)
-        return keep(trial, th), keep(v2, value), keep(g2, grad), keep(h2, hess), lam, iteration + 1
+        return keep(trial, th), keep(v2, value), keep(g2, grad), keep(h2, hess), lam, stalled, iteration + 1
 
     def unfinished(carry):
-        _, value, grad, _, lam, iteration = carry
-        converged = (jnp.max(jnp.abs(grad), axis=-1) <= GTOL * (1.0 + jnp.abs(value))) | (lam >= LAM_MAX)
+        _, value, grad, _, lam, stalled, iteration = carry
+        converged = (jnp.max(jnp.abs(grad), axis=-1) <= GTOL * (1.0 + jnp.abs(value))) | (lam >= LAM_MAX) | stalled
         best_of_group = jnp.min(jnp.where(same_group, value[None, :], jnp.inf), axis=1)
-        settled = converged | ~jnp.isfinite(value) | (value > best_of_group)
+        settled = converged | ~jnp.isfinite(value) | (value > best_of_group) | (iteration >= lane_iters)
         return (iteration < max_iters) & ~jnp.all(settled)
 
     value, grad, hess = derivatives(theta, 0)
-    carry = (theta, value, grad, hess, jnp.full(value.shape, LAM_INIT), jnp.zeros((), jnp.int32))
-    theta, value, grad, _, _, iteration = jax.lax.while_loop(unfinished, step, carry)
+    carry = (theta, value, grad, hess, jnp.full(value.shape, LAM_INIT), jnp.zeros(value.shape, bool),
+             jnp.zeros((), jnp.int32))
+    theta, value, grad, _, _, _, iteration = jax.lax.while_loop(unfinished, step, carry)
     return theta, value, jnp.max(jnp.abs(grad), axis=-1), iteration
 
 
@@ -177,11 +180,12 @@ def _pad_to(n: int, multiple: int) -> int:
 
 
 def newton(theta_LxP, flags_Lx4, free_LxP, weights_LxN, x, y, log_L, *, x0: float, delta: float = 1e-3,
-           group=None):
+           group=None, lane_iters=None):
     """Polish every lane (one start of one fit) by damped Newton; numpy in, numpy out:
     ``(theta (L, P), objective (L,), max |grad| (L,))``.  ``group`` (L,): which fit each lane
-    is a start of (default: every lane its own).  Runs in float64 on the CPU wherever JAX's
-    default device is (:func:`._common.float64`)."""
+    is a start of (default: every lane its own); ``lane_iters`` (L,): a lane's own step budget
+    (default ``MAX_ITERS``; the loop stops once every lane has converged or used its budget).
+    Runs in float64 on the CPU wherever JAX's default device is (:func:`._common.float64`)."""
     L, n = theta_LxP.shape[0], len(x)
     L_pad, n_pad = _pad_to(L, 32), _pad_to(n, 64)
     lanes = lambda a: np.concatenate([a, np.repeat(a[:1], L_pad - L, axis=0)]) if L_pad > L else a
@@ -193,11 +197,14 @@ def newton(theta_LxP, flags_Lx4, free_LxP, weights_LxN, x, y, log_L, *, x0: floa
     flags = lanes(np.asarray(flags_Lx4, np.float64))
     group = np.arange(L) if group is None else np.asarray(group)
     group = np.concatenate([group, -1 - np.arange(L_pad - L)]).astype(np.int32)  # padding: own groups
+    lane_iters = np.full(L, MAX_ITERS) if lane_iters is None else np.asarray(lane_iters)
+    lane_iters = np.concatenate([lane_iters, np.zeros(L_pad - L)]).astype(np.int32)
     with float64():
         theta, value, grad_norm, _ = _newton_lanes(
             jnp.asarray(lanes(np.asarray(theta_LxP, np.float64))), jnp.asarray(form_tensors(flags)),
             jnp.asarray(flags), jnp.asarray(lanes(np.asarray(free_LxP, np.float64))), jnp.asarray(weights),
             jnp.asarray(features), jnp.asarray(pad(log_L)), jnp.asarray(delta, jnp.float64), jnp.asarray(group),
+            jnp.asarray(lane_iters),
             gn_iters=GN_ITERS, max_iters=MAX_ITERS)
         theta, value, grad_norm = jax.device_get((theta, value, grad_norm))
     return np.asarray(theta)[:L], np.asarray(value)[:L], np.asarray(grad_norm)[:L]
