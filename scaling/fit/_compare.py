@@ -325,7 +325,7 @@ class _Comparison:
             if abs(corr) > IDENTIFIABILITY_CORRELATION:
                 message += " (alpha and beta cannot be told apart: trust the tied forms)"
         self.notes.append(message)
-        warn(message, IdentifiabilityWarning, stacklevel=5)
+        warn(message, IdentifiabilityWarning, stacklevel=6)  # the caller of fit.forecast
 
     # -- bootstrap of the chosen law, for N_interval (the same compiled batch shape)
     def _bootstrap(self, chosen: Candidate, thetas) -> list:
