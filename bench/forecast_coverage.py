@@ -82,18 +82,20 @@ def sweep_case(law, rng, noise, level):
     D = C / (6 * N)
     L = np.asarray(law.predict(N, D)) * np.exp(noise * rng.standard_normal(len(N)))
     targets = budgets[-1] * np.array([10.0, 30.0])
-    truth = optimal_allocation(law, targets)[2] * np.exp(noise * rng.standard_normal(2))
+    N_true, _, L_true = optimal_allocation(law, targets)
+    truth = L_true * np.exp(noise * rng.standard_normal(2))
     f = fit.forecast(N, D, L, C=C, level=level)
     o = f.optimal(targets)
     plain = optimal_allocation(next(c for c in f.candidates if c.name == "chinchilla").law, targets)[2]
     forms = {c.name: np.asarray(optimal_allocation(c.law, targets)[2]) for c in f.candidates}
-    return f, o.loss, o.loss_interval, truth, plain, forms
+    N_hits = (o.N_interval[0] <= N_true) & (N_true <= o.N_interval[1])
+    return f, o.loss, o.loss_interval, truth, plain, forms, N_hits, o.N / N_true
 
 
 def coverage(seeds: int, level: float) -> None:
     rng = np.random.default_rng(0)
     for design in ("ladder", "sweep"):
-        rows, forms_err = [], {}
+        rows, forms_err, N_rows = [], {}, []
         for name, law in TRUTHS.items():
             for noise in (0.003, 0.01):
                 for _ in range(seeds):
@@ -107,6 +109,7 @@ def coverage(seeds: int, level: float) -> None:
                     if design == "sweep":
                         for form, values in out[5].items():
                             forms_err.setdefault(form, []).extend(np.abs(values / truth - 1))
+                        N_rows.extend(zip(out[6], out[7]))
         print(f"\n{design}: {len(rows)} forecasts ({seeds} seeds x 2 noise levels x truths), {100 * level:g}% intervals")
         print(f"  {'truth':<18} {'noise':>6} {'chosen err':>11} {'approach 3':>11} {'coverage':>9} {'width':>7}")
         for name in TRUTHS:
@@ -123,6 +126,10 @@ def coverage(seeds: int, level: float) -> None:
         for r in rows:
             chosen[r[2]] = chosen.get(r[2], 0) + 1
         print("  chosen: " + ", ".join(f"{k} {v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])))
+        if N_rows:
+            hits, ratio = np.array(N_rows).T
+            print(f"  N_opt: {100 * level:g}% intervals hold the true N_opt {np.mean(hits):.2f} of the time; "
+                  f"median |log10 N_opt error| {np.median(np.abs(np.log10(ratio))):.3f} decades")
         if forms_err:
             print("  every form's mean |error| at the targets: " +
                   ", ".join(f"{k} {100 * np.nanmean(v):.2f}%" for k, v in forms_err.items()))

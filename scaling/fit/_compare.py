@@ -25,7 +25,7 @@ from ._design import Budgets, Fold, Points, distance, folds
 from ._validate import IdentifiabilityWarning, warn
 from .approaches import _power_laws
 from .bootstrap import resample_counts
-from .forms import FORMS, Form, FrontierLaw, starts, to_law
+from .forms import FORMS, Form, FrontierLaw, optimal_allocation, starts, to_law
 from .laws import IDENTIFIABILITY_CORRELATION, exponent_correlation
 
 __all__ = ["Candidate", "CandidateTable", "EnsembleLaw", "Comparison", "compare"]
@@ -106,7 +106,8 @@ class Comparison:
     replicates: list  # bootstrap replicates of the chosen law (for N_interval)
     folds: tuple[Fold, ...]  # the common folds
     on_budgets: bool
-    error_model: ErrorModel  # the intervals' error model: backtests of every eligible form
+    error_model: ErrorModel  # the loss intervals' error model: backtests of every eligible form
+    N_error_model: ErrorModel | None  # N_opt's, on IsoFLOP budgets (None otherwise)
 
 
 def compare(points: Points, budgets: Budgets | None, requested, notes: list, fpt, delta: float,
@@ -189,7 +190,7 @@ class _Comparison:
         chosen = next(c for c in candidates if c.chosen)
         self._identifiability(thetas)
         return Comparison(candidates, chosen, self._bootstrap(chosen, thetas),
-                          tuple(all_folds[j] for j in common), self.on_budgets, pooled)
+                          tuple(all_folds[j] for j in common), self.on_budgets, pooled, self._pooled_N(candidates))
 
     # -- one compiled batch: every form on the full data and on each of its folds
     def _fit_all(self):
@@ -265,11 +266,38 @@ class _Comparison:
             predictions[j] = self._loss(self._law(form, thetas[g], full=False), N, D, C)
         self.predictions = getattr(self, "predictions", {})
         self.predictions[form.name] = predictions
+        if self.on_budgets:
+            self._N_opt_errors(form, thetas)
         used = self._weights(form, None) > 0
         residuals = _family.log_predict(thetas[0], form.flags, self.x[used], self.y[used], self.x0) - \
             np.log(self.values[used])
         note = "fit failed" if not np.isfinite(objectives[0]) else "" if form.eligible else "shown, never chosen: no floor E"
         return self._scored(form.name, form.formula, form.source, law, predictions, residuals, objectives[0], note)
+
+    def _N_opt_errors(self, form: Form, thetas) -> None:
+        """On budgets: log errors of each fold's N_opt forecast at the held-out budgets, against
+        their observed optimum (the parabola minimum where approach 2 fitted one, else the best
+        run), with distances; they calibrate ``N_interval`` the way loss errors calibrate loss."""
+        b = self.budgets
+        observed = b.best_N.copy()
+        for c, n in zip(b.minima_C, b.allocation_minima.N_opt_per_budget if b.allocation_minima else ()):
+            observed[np.argmin(np.abs(np.log(b.C / c)))] = n
+        d_all, e_all = [], []
+        for g, j in enumerate(self.form_folds[form.name], start=1):
+            fold = self.all_folds[j]
+            train, test = fold.train_budgets, fold.test
+            allocation = None
+            if not form.models_N_D:
+                N_fit = observed if form.fitted_to == "minima" else b.best_N
+                allocation = _power_laws("fold", b.C[train], N_fit[train], b.best_D[train], b.best_L[train])
+            law = to_law(form, thetas[g], self.x0, allocation)
+            with np.errstate(all="ignore"):
+                N_pred = optimal_allocation(law, b.C[test], self.fpt)[0]
+            d_all.append(distance(None, None, b.C[test], None, None, b.C[train], True))
+            e_all.append(np.log(N_pred / observed[test]))
+        self.N_errors = getattr(self, "N_errors", {})
+        self.N_errors[form.name] = (np.concatenate(d_all) if d_all else np.zeros(0),
+                                    np.concatenate(e_all) if e_all else np.zeros(0))
 
     def _ensemble(self, candidates) -> Candidate | None:
         """Weights 1/error^2 over the eligible L(N, D) forms, each fold's from the other common folds."""
@@ -291,6 +319,19 @@ class _Comparison:
         return self._scored("ensemble", "weighted geometric mean of " + ", ".join(law.names),
                             "weights 1/backtest error^2, learnt leave-one-fold-out", law, predictions, residuals,
                             math.nan)
+
+    def _pooled_N(self, candidates) -> ErrorModel | None:
+        """N_opt's error model on budgets: the held-out budgets' optima, pooled like the loss's."""
+        errors = getattr(self, "N_errors", {})
+        by_name = {c.name: c for c in candidates}
+        pool = [n for n in errors if FORMS[n].eligible and math.isfinite(by_name[n].backtest_error)
+                and np.isfinite(errors[n][1]).any()]
+        if not pool:
+            return None
+        w = np.concatenate([np.full(len(errors[n][1]), 1.0 / max(by_name[n].backtest_error, 1e-12) ** 2
+                                    / max(len(errors[n][1]), 1)) for n in pool])
+        return fit_error_model(np.concatenate([errors[n][0] for n in pool]),
+                               np.concatenate([errors[n][1] for n in pool]), 1e-3, w)
 
     def _pooled(self, candidates, chosen) -> ErrorModel:
         """The intervals' error model, calibrated on the backtest errors of every eligible form.

@@ -199,13 +199,12 @@ def newton(theta_LxP, flags_Lx4, free_LxP, weights_LxN, x, y, log_L, *, x0: floa
     group = np.concatenate([group, -1 - np.arange(L_pad - L)]).astype(np.int32)  # padding: own groups
     lane_iters = np.full(L, MAX_ITERS) if lane_iters is None else np.asarray(lane_iters)
     lane_iters = np.concatenate([lane_iters, np.zeros(L_pad - L)]).astype(np.int32)
+    # numpy in: jnp.asarray under the CPU-device scope would stage (compile) a copy per array
+    arrays = (lanes(np.asarray(theta_LxP, np.float64)), form_tensors(flags), flags,
+              lanes(np.asarray(free_LxP, np.float64)), weights, features, pad(log_L), np.float64(delta), group,
+              lane_iters)
     with float64():
-        theta, value, grad_norm, _ = _newton_lanes(
-            jnp.asarray(lanes(np.asarray(theta_LxP, np.float64))), jnp.asarray(form_tensors(flags)),
-            jnp.asarray(flags), jnp.asarray(lanes(np.asarray(free_LxP, np.float64))), jnp.asarray(weights),
-            jnp.asarray(features), jnp.asarray(pad(log_L)), jnp.asarray(delta, jnp.float64), jnp.asarray(group),
-            jnp.asarray(lane_iters),
-            gn_iters=GN_ITERS, max_iters=MAX_ITERS)
+        theta, value, grad_norm, _ = _newton_lanes(*arrays, gn_iters=GN_ITERS, max_iters=MAX_ITERS)
         theta, value, grad_norm = jax.device_get((theta, value, grad_norm))
     return np.asarray(theta)[:L], np.asarray(value)[:L], np.asarray(grad_norm)[:L]
 

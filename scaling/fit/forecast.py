@@ -22,7 +22,8 @@ How it decides (deterministic, every step shown in ``f.candidates``):
    with the distance ``d`` in decades beyond the fitted runs, fitted to the backtest errors of
    every eligible form (weights 1/error^2: the choice is uncertain too), times a conformal
    quantile of the normalised backtest errors.  ``N_interval``: a bootstrap by run of the
-   chosen law (parameter uncertainty only).
+   chosen law (parameter uncertainty) and, on IsoFLOP budgets, at least the same calibration
+   applied to N_opt forecasts of held-out budgets against their observed optima.
 
 Measured (bench/README.md, "forecast"): 90% intervals held 0.88 (ladders) and 0.97 (IsoFLOP
 sweeps) of new runs from synthetic laws, and 11 of 11 published losses of the public tasks.
@@ -148,6 +149,7 @@ class Forecast:
         self.flops_per_token = flops_per_token
         self._replicates = comparison.replicates
         self.error_model = comparison.error_model
+        self.N_error_model = comparison.N_error_model
         candidates, chosen = self.candidates, self.chosen
         surfaces = [c for c in candidates if c.models_N_D]
         by_score = sorted(surfaces, key=lambda c: c.backtest_error if math.isfinite(c.backtest_error) else math.inf)
@@ -196,16 +198,23 @@ class Forecast:
                 finite = samples[:, k][np.isfinite(samples[:, k])]
                 if finite.size >= 2:
                     N_low[k], N_high[k] = np.percentile(finite, [tail, 100.0 - tail])
+        if self.N_error_model is not None:  # budgets: widen to the backtest-calibrated interval
+            lo, hi = self.N_error_model.interval(N, d, self.level)
+            N_low, N_high = np.fmin(N_low, lo), np.fmax(N_high, hi)
         shape = C.shape
         out = lambda a: scalar_or_array(np.asarray(a).reshape(shape))
         return Optimum(out(flat), out(N), out(D), out(L), (out(low), out(high)), (out(N_low), out(N_high)),
                        out(d), self.chosen.name)
 
     def interval_method(self) -> dict:
-        return {"loss": self.error_model.describe(self.level),
-                "N": f"percentile interval over {len(self._replicates)} bootstrap replicates (by run) of the chosen "
-                     f"law: parameter uncertainty only, not model-form error",
-                "level": self.level}
+        N = (f"percentile interval over {len(self._replicates)} bootstrap replicates (by run) of the chosen law "
+             f"(parameter uncertainty)")
+        if self.N_error_model is not None:
+            N += (", widened to the backtest-calibrated interval of N_opt at held-out budgets: "
+                  + self.N_error_model.describe(self.level))
+        else:
+            N += "; no budgets to backtest N_opt on, so model-form error is NOT included"
+        return {"loss": self.error_model.describe(self.level), "N": N, "level": self.level}
 
     def summary(self) -> str:
         left_out = self.n_rows - self.n_points
