@@ -8,7 +8,10 @@ batch, score the backtests, choose, calibrate the intervals and bootstrap the ch
   a candidate too, and wins only if it backtests better.
 * Calibration (:mod:`._calibrate`) of each form uses every fold that form can be fitted on:
   on an IsoFLOP grid the L(N, D) forms fit folds of two or three budgets that the frontier
-  forms cannot, and those far forecasts are what tells how fast errors grow.
+  forms cannot, and those far forecasts are what tells how fast errors grow.  The intervals
+  use the errors of every eligible form pooled (weights 1/backtest error^2): the choice is
+  uncertain too (:meth:`_Comparison._pooled`).  On budgets, N_opt forecasts of held-out
+  budgets are calibrated the same way against their observed optima.
 """
 
 from __future__ import annotations
@@ -20,25 +23,20 @@ import numpy as np
 
 from . import _family
 from ._calibrate import ErrorModel, fit_error_model, robust_scale
-from ._common import scalar_or_array
 from ._design import Budgets, Fold, Points, distance, folds
 from ._validate import IdentifiabilityWarning, warn
+from ._resample import bootstrap_chosen
 from .approaches import _power_laws
-from .bootstrap import resample_counts
-from .forms import FORMS, Form, FrontierLaw, optimal_allocation, starts, to_law
+from .forms import FORMS, EnsembleLaw, Form, FrontierLaw, optimal_allocation, starts, to_law
 from .laws import IDENTIFIABILITY_CORRELATION, exponent_correlation
 
-__all__ = ["Candidate", "CandidateTable", "EnsembleLaw", "Comparison", "compare"]
+__all__ = ["Candidate", "CandidateTable", "Comparison", "compare"]
 
 STARTS_KEPT = 4  # Newton starts per (form, fold): the best of 64 variable-projection starts
 MIN_SPAN = 10.0
-POOLED = True
 #: Newton steps for forms that are shown but never chosen (Kaplan's law has no floor: on data
 #: with one its fit drifts along a valley for hundreds of steps, and it must not hold up the rest).
 SHOWN_ITERS = 30
-#: Newton steps per bootstrap replicate: each starts at the full-data optimum and needs few;
-#: a degenerate resample (e.g. budgets drawn twice) may drift and is taken as it stands.
-BOOTSTRAP_ITERS = 30
 
 
 @dataclass(frozen=True)
@@ -80,23 +78,6 @@ class CandidateTable(tuple):
         return "\n".join(lines)
 
     __repr__ = __str__
-
-
-@dataclass(frozen=True)
-class EnsembleLaw:
-    """Weighted geometric mean of L(N, D) laws: ``log L = sum_k w_k log L_k``."""
-
-    members: tuple
-    names: tuple[str, ...]
-    weights: tuple[float, ...]
-
-    @property
-    def params(self) -> dict[str, float]:
-        return {f"w_{n}": w for n, w in zip(self.names, self.weights)}
-
-    def predict(self, N, D):
-        logs = [w * np.log(np.asarray(m.predict(N, D), np.float64)) for m, w in zip(self.members, self.weights)]
-        return scalar_or_array(np.exp(np.sum(logs, axis=0)))
 
 
 @dataclass(frozen=True)
@@ -189,7 +170,7 @@ class _Comparison:
         candidates = CandidateTable(replace(c, chosen=True) if c is chosen else c for c in candidates)
         chosen = next(c for c in candidates if c.chosen)
         self._identifiability(thetas)
-        return Comparison(candidates, chosen, self._bootstrap(chosen, thetas),
+        return Comparison(candidates, chosen, bootstrap_chosen(self, chosen, thetas),
                           tuple(all_folds[j] for j in common), self.on_budgets, pooled, self._pooled_N(candidates))
 
     # -- one compiled batch: every form on the full data and on each of its folds
@@ -343,7 +324,7 @@ class _Comparison:
         """
         pool = [c.name for c in candidates if c.name != "ensemble" and FORMS[c.name].eligible
                 and c.name in self.errors and math.isfinite(c.backtest_error)]
-        if not POOLED or not pool:
+        if not pool:
             return chosen.error_model
         by_name = {c.name: c for c in candidates}
         d = np.concatenate([self.errors[n][0] for n in pool])
@@ -367,55 +348,6 @@ class _Comparison:
                 message += " (alpha and beta cannot be told apart: trust the tied forms)"
         self.notes.append(message)
         warn(message, IdentifiabilityWarning, stacklevel=6)  # the caller of fit.forecast
-
-    # -- bootstrap of the chosen law, for N_interval (the same compiled batch shape)
-    def _bootstrap(self, chosen: Candidate, thetas) -> list:
-        names = chosen.law.names if isinstance(chosen.law, EnsembleLaw) else (chosen.name,)
-        members = [FORMS[n] for n in names]
-        lanes = max(32, -(-self.lanes // 32) * 32)
-        R = self.n_bootstrap or max(lanes // len(members), 1)
-        theta, flags, free, weights, allocations = [], [], [], [], {}
-        for form in members:
-            W = np.zeros((R, len(self.x)))
-            if form.models_N_D:
-                W[:, self.sections["runs"]] = resample_counts(len(self.N), R, self.seed, self.runs)
-            else:
-                section = self.sections[form.fitted_to]
-                W[:, section] = counts = resample_counts(section.stop - section.start, R, self.seed)
-                allocations[form.name] = self._allocations(form, counts)
-            theta.append(np.repeat(thetas[form.name][:1], R, axis=0))
-            flags += [form.flags] * R
-            free += [form.free] * R
-            weights.append(W)
-        out, value, _ = _family.newton(np.concatenate(theta), np.array(flags, float), np.array(free, float),
-                                       np.concatenate(weights), self.x, self.y, np.log(self.values),
-                                       x0=self.x0, delta=self.delta, lane_iters=np.full(len(flags), BOOTSTRAP_ITERS))
-        replicates = []
-        for r in range(R):
-            laws = []
-            for m, form in enumerate(members):
-                allocation = allocations[form.name][r] if form.name in allocations else None
-                usable = np.isfinite(value[m * R + r]) and (form.models_N_D or allocation is not None)
-                laws.append(to_law(form, out[m * R + r], self.x0, allocation) if usable else None)
-            if all(law is not None for law in laws):
-                replicates.append(laws[0] if len(laws) == 1 else EnsembleLaw(tuple(laws), names, chosen.law.weights))
-        return replicates
-
-    def _allocations(self, form: Form, counts):
-        """Approach 2's power laws on each resample of the budgets (OLS over the resampled optima)."""
-        b = self.budgets
-        if form.fitted_to == "minima":
-            C = b.minima_C
-            N, D = np.array(b.allocation_minima.N_opt_per_budget), np.array(b.allocation_minima.D_opt_per_budget)
-        else:
-            C, N, D = b.C, b.best_N, b.best_D
-        out = []
-        for row in counts:
-            index = np.repeat(np.arange(len(C)), row)
-            enough = len(np.unique(C[index])) >= 2
-            out.append(_power_laws("bootstrap", C[index], N[index], D[index], np.ones(len(index))) if enough else None)
-        return out
-
 
 def _choose(candidates) -> Candidate:
     """Lowest backtest error among the eligible (first listed on ties); without folds, the

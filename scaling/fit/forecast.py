@@ -38,9 +38,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._common import call_vectorised, format_table, scalar_or_array
-from ._compare import MIN_SPAN, Candidate, CandidateTable, Comparison, EnsembleLaw, compare
+from ._compare import MIN_SPAN, Candidate, CandidateTable, Comparison, compare
 from ._design import budgets_of, distance, prepare
-from .forms import FORMS, optimal_allocation
+from .forms import FORMS, EnsembleLaw, optimal_allocation
 
 __all__ = ["forecast", "Forecast", "Candidate", "CandidateTable", "Prediction", "Optimum", "EnsembleLaw",
            "AUTO_FORMS"]

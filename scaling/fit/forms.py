@@ -42,7 +42,7 @@ from ._common import call_vectorised, format_table, scalar_or_array
 from .approaches import ComputeOptimalFit
 from .laws import ChinchillaLaw, KaplanLaw
 
-__all__ = ["Form", "FORMS", "FarseerLaw", "FrontierLaw", "optimal_allocation"]
+__all__ = ["Form", "FORMS", "FarseerLaw", "FrontierLaw", "EnsembleLaw", "optimal_allocation"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,24 @@ class FrontierLaw:
     def summary(self) -> str:
         return format_table(f"FrontierLaw  L*(C) = E + A C^-gamma  ({self.source})",
                             [(k, f"{v:.6g}") for k, v in self.params.items()])
+
+
+@dataclass(frozen=True)
+class EnsembleLaw:
+    """Weighted geometric mean of L(N, D) laws: ``log L = sum_k w_k log L_k``."""
+
+    members: tuple
+    names: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {f"w_{n}": w for n, w in zip(self.names, self.weights)}
+
+    def predict(self, N, D):
+        logs = [w * np.log(np.asarray(m.predict(N, D), np.float64)) for m, w in zip(self.members, self.weights)]
+        return scalar_or_array(np.exp(np.sum(logs, axis=0)))
+
 
 
 def to_law(form: Form, theta: np.ndarray, x0: float, allocation: ComputeOptimalFit | None = None):
