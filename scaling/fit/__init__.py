@@ -9,6 +9,9 @@ in float64 without touching the caller's JAX settings; compiled functions are ca
   (:mod:`.approaches`).
 * :func:`bootstrap` - resampled intervals for every parameter and derived quantity.
 * :func:`backtest` - fit without the largest-compute runs, predict them.
+* :func:`forecast` - the entry point for forecasting: several law forms (:data:`FORMS`) fitted in
+  one compiled batch, chosen by a rolling-origin backtest, with prediction intervals calibrated
+  on how backtest errors grow with extrapolation distance (:mod:`.forecast`).
 * :func:`frontier` - compute-optimal (N, D, L) of many laws at once under a family's cost per
   token (:func:`interpolated_flops_per_token`); :func:`isoflop_bootstrap` - approach 2's
   residual bootstrap that keeps each budget's design (:mod:`.frontier`).
@@ -20,10 +23,13 @@ from .approaches import ComputeOptimalFit, envelope, isoflop
 from .bootstrap import BootstrapResult, bootstrap
 from .backtest import BacktestResult, backtest
 from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
+from .forms import FORMS, FarseerLaw, FrontierLaw
+from .forecast import Candidate, EnsembleLaw, Forecast, Optimum, Prediction, forecast
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
     "PowerLaw", "ChinchillaLaw", "KaplanLaw", "ComputeOptimalFit", "BootstrapResult", "BacktestResult",
     "frontier", "interpolated_flops_per_token", "isoflop_bootstrap",
     "hoffmann_grid", "ScalingFitWarning", "IdentifiabilityWarning", "ExtrapolationWarning",
+    "forecast", "Forecast", "Candidate", "Prediction", "Optimum", "EnsembleLaw", "FORMS", "FarseerLaw", "FrontierLaw",
 ]

@@ -1,7 +1,8 @@
-"""Small helpers shared by the fitters: float64 scope, grids, 1-D minimisation, formatting."""
+"""Small helpers shared by the fitters: float64-on-CPU scope, grids, 1-D minimisation, formatting."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -9,14 +10,27 @@ import jax
 import numpy as np
 
 
+@contextlib.contextmanager
 def float64():
-    """A scope in which JAX computes in float64, leaving the caller's global
-    ``jax_enable_x64`` flag untouched (``jax.enable_x64`` is a context manager in
-    jax >= 0.8; older versions have it in ``jax.experimental``)."""
+    """A scope in which JAX computes in float64 ON THE CPU, leaving the caller's settings alone.
+
+    * float64 without touching the global ``jax_enable_x64`` flag (``jax.enable_x64`` is a
+      context manager in jax >= 0.8; older versions have it in ``jax.experimental``);
+    * on the host CPU even where the default device is a TPU or GPU (:func:`on_cpu`): TPUs
+      emulate float64 slowly or not at all, and a fit of a few hundred points gains nothing
+      from an accelerator but a transfer and a second compilation.
+    """
     enable = getattr(jax, "enable_x64", None)
     if enable is None:  # pragma: no cover - older jax
         from jax.experimental import enable_x64 as enable
-    return enable(True)
+    with enable(True), on_cpu():
+        yield
+
+
+def on_cpu():
+    """``jax.default_device`` set to the first CPU device for the scope (arrays created and
+    computations run inside it stay on the host)."""
+    return jax.default_device(jax.devices("cpu")[0])
 
 
 def minimise_log_scalar(function: Callable[[np.ndarray], np.ndarray], center: float,

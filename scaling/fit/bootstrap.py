@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import _chinchilla_objective
@@ -141,9 +140,9 @@ def _chinchilla_replicates(arrays, counts, full: ChinchillaLaw, delta: float, se
     lane_starts = np.tile(starts, (n_replicates, 1))
     lane_counts = np.repeat(counts, lanes, axis=0).astype(np.float64)
     with float64():
-        args = (jnp.asarray(np.log(N)), jnp.asarray(np.log(D)), jnp.asarray(np.log(L)),
-                jnp.asarray(lane_counts), jnp.asarray(delta, jnp.float64))
-        state = batched_newton(jnp.asarray(lane_starts), args, phases=BOOTSTRAP_PHASES, gtol=POLISH_GTOL)
+        # numpy in (jit transfers it): jnp.asarray under the CPU-device scope stages a copy per array
+        args = (np.log(N), np.log(D), np.log(L), lane_counts, np.float64(delta))
+        state = batched_newton(np.asarray(lane_starts, np.float64), args, phases=BOOTSTRAP_PHASES, gtol=POLISH_GTOL)
         theta, value, grad = jax.device_get((state.theta, state.value, state.grad))
     value = value.reshape(n_replicates, lanes)
     best = np.argmin(np.where(np.isfinite(value), value, np.inf), axis=1)

@@ -254,8 +254,9 @@ def _converged(value: float, grad_norm: float) -> bool:
 
 def _run_multistart(phases, starts: np.ndarray, data: tuple, delta: float):
     with float64():
-        args = tuple(jnp.asarray(a, dtype=jnp.float64) for a in data) + (jnp.asarray(delta, jnp.float64),)
-        result = multistart_newton(jnp.asarray(starts, jnp.float64), args, phases=phases, gtol=POLISH_GTOL)
+        # numpy in (jit transfers it): jnp.asarray under the CPU-device scope stages a copy per array
+        args = tuple(np.asarray(a, np.float64) for a in data) + (np.float64(delta),)
+        result = multistart_newton(np.asarray(starts, np.float64), args, phases=phases, gtol=POLISH_GTOL)
         result = jax.device_get(result)
     return result
 
