@@ -92,7 +92,7 @@ def append_row(out_dir, row: dict) -> None:
         raise ValueError(f"row: has no run_id (keys: {sorted(row)})")
     data = encode_row(row)
     if paths.is_local(out_dir):
-        os.makedirs(out_dir, exist_ok=True)
+        paths.makedirs(out_dir)
         _append_local(paths.join(out_dir, RESULTS_FILE), data)
     else:
         rows = paths.path(out_dir) / ROWS_DIR
