@@ -10,6 +10,8 @@ Fixtures (factories, so each test states what it changes):
     compiles in seconds and trains in about a second on 2 cores.
   sigterm_at(step) -> a hook that sends this process SIGTERM after that step (a preemption).
   metric_lines(run_dir, kind="train") -> the run's metrics.jsonl lines of that kind.
+  tiny_corpus (session): a stdlib-shaped directory of 10 small .py files (DataConfig.stdlib_path):
+    a training split of a few thousand tokens that any sweep repeats many times.
   fake_gcs: gs:// served from memory inside this process (epath only; no orbax).
   gcs_emulator (session): a real GCS API (fake-gcs-server) on a loopback port with one empty
     bucket, "bucket"; `.env` points gcsfs, epath and orbax/tensorstore of a subprocess at it,
@@ -120,6 +122,14 @@ def synthetic_rows():
 @pytest.fixture(scope="session")
 def chinchilla_law():
     return dict(CHINCHILLA_LAW)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    for i in range(10):
+        (root / f"mod{i}.py").write_text(f"def f{i}(x):\n    return x * {i}\n" * 20)
+    return str(root)
 
 
 @pytest.fixture

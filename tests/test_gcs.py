@@ -42,6 +42,7 @@ EXPERIMENT = textwrap.dedent("""
 """)
 KILLED_BUDGETS = "budgets=(3e9,)"  # the killed sweep: the first budget's runs, configs unchanged
 PNG = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("plots/isoflop.png", "plots/loss_vs_compute.png", "plots/optimal_allocation.png", "plots/backtest.png")
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +92,18 @@ def test_sweep_writes_every_output_into_the_bucket(gs_sweep, gcs_emulator):
     done, cwd, exp, _ = gs_sweep
     ids = _planned_ids(exp)
     objects = set(gcs_emulator.find("full"))
-    for name in ("DONE", "plan.json", "results.jsonl", "report.txt",
-                 "plots/isoflop.png", "plots/loss_vs_compute.png", "plots/optimal_allocation.png", "plots/backtest.png"):
+    for name in ("DONE", "plan.json", "results.jsonl", "report.txt", *PLOTS):
         assert name in objects, f"gs://bucket/full/{name} missing; bucket holds {sorted(objects)}"
-    for name in ("isoflop", "loss_vs_compute", "optimal_allocation", "backtest"):
-        assert gcs_emulator.fs.cat_file(f"bucket/full/plots/{name}.png")[:8] == PNG
+    for name in PLOTS:
+        assert gcs_emulator.fs.cat_file(f"bucket/full/{name}")[:8] == PNG
     assert "loss = val_loss" in gcs_emulator.read_text("full/report.txt")
     table = [json.loads(x) for x in gcs_emulator.read_text("full/results.jsonl").splitlines()]
     assert sorted(r["run_id"] for r in table) == sorted(ids)
-    assert all(r["status"] == "finished" and r["val_loss"] > 0 for r in table)
+    assert all(r["status"] == "finished" and r["val_loss"] > 0 and 0 < r["epochs"] < 1 for r in table)
     for run_id in ids:
         run = f"runs/{run_id}"
         info = json.loads(gcs_emulator.read_text(f"full/{run}/run.json"))
-        assert info["status"] == "finished"
+        assert info["status"] == "finished" and 0 < info["epochs"] < 1
         steps = info["steps_total"]
         assert f"{run}/checkpoints/{steps}/commit_success.txt" in objects
         assert any(k.startswith(f"{run}/checkpoints/{steps}/state/") for k in objects)  # the arrays
