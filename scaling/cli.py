@@ -70,7 +70,9 @@ def cmd_sweep(args) -> int:
         from scaling.sweep.throughput import measured_flops_per_s
 
         fps, source = measured_flops_per_s()
-        print(sweep.format_plan(sweep.plan(cfg), flops_per_s=fps, source=source))
+        runs = sweep.plan(cfg)
+        print(sweep.format_plan(runs, flops_per_s=fps, source=source))
+        sweep.check_repeats(runs, cfg.max_epochs)  # the plan is shown, then why it would not start
         return 0
     if args.distributed or args.coordinator is not None:
         from scaling.checkpoint import initialize_distributed

@@ -44,10 +44,22 @@ def makedirs(p):
 
 
 def write_atomic(target, data: str | bytes) -> None:
-    """Write `data` to `target` through a temporary sibling and a rename: a kill at any moment
-    leaves the old file or the new one, never half of one (object stores: one whole-object
-    write, atomic by itself)."""
+    """Write `data` to `target` so that a kill at any moment leaves the old file or the new one,
+    never half of one.
+
+    Local files: through a temporary sibling and a rename (POSIX rename is atomic). Object
+    stores: one whole-object write, which is atomic by itself (readers see the old object or
+    the new one); a temporary object and a "rename" there would be a copy and a delete, three
+    requests instead of one, leaving `.name.tmp` behind when killed between them (and a GCS
+    emulator rejects gcsfs's moveTo call, so every write logged an error and fell back to that).
+    """
     target = path(target)
+    if not is_local(target):
+        if isinstance(data, bytes):
+            target.write_bytes(data)
+        else:
+            target.write_text(data)
+        return
     tmp = target.parent / f".{target.name}.tmp"
     if isinstance(data, bytes):
         tmp.write_bytes(data)

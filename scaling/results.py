@@ -24,8 +24,10 @@ Atomic appends, and why they hold:
 
 Columns (`make_rows`, the one place that defines them): the run's identity and recipe
 (run_id, status, budget, N, N_non_embedding, N_embedding, D_planned, flops_method, shape,
-batch, lr, schedule, data_source, config as JSON), the point (branch, step, D, C by the run's
-accounting and C_<method> by every accounting of `scaling.flops.counts`, tokens_per_param)
+batch, lr, schedule, data_source, unique_tokens of the training split, config as JSON), the point
+(branch, step, D, C by the run's accounting and C_<method> by every accounting of
+`scaling.flops.counts`, tokens_per_param, epochs = D / unique_tokens: how many times the point
+repeats its data, 0 for unlimited synthetic data)
 and its measurements (train_loss, val_loss, val_bpb, val_accuracy, val_exact_match,
 wall_s, mfu).
 
@@ -43,6 +45,7 @@ from typing import Any, Iterable, Sequence
 from scaling import flops as flops_lib
 from scaling import paths
 from scaling.config import to_dict
+from scaling.data import epochs as data_epochs
 
 RESULTS_FILE = "results.jsonl"
 ROWS_DIR = "rows"
@@ -92,7 +95,7 @@ def append_row(out_dir, row: dict) -> None:
         raise ValueError(f"row: has no run_id (keys: {sorted(row)})")
     data = encode_row(row)
     if paths.is_local(out_dir):
-        os.makedirs(out_dir, exist_ok=True)
+        paths.makedirs(out_dir)
         _append_local(paths.join(out_dir, RESULTS_FILE), data)
     else:
         rows = paths.path(out_dir) / ROWS_DIR
@@ -195,7 +198,7 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
     """Table rows of one finished (or diverged) run: the main point and each WSD branch.
 
     `run` is a `scaling.sweep.PlannedRun` (run_id, budget, N, N_non_embedding, D,
-    flops_per_token, config); `result` a `scaling.train.RunResult`. A run with no evaluated
+    flops_per_token, config, unique_tokens); `result` a `scaling.train.RunResult`. A run with no evaluated
     point (diverged before its first evaluation) gets one row with its status and no losses,
     so that the sweep counts it as done and the fit can skip it.
     """
@@ -208,13 +211,13 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
         "seq_len": cfg.model.seq_len, "vocab_size": cfg.model.vocab_size, "loops": cfg.model.loops,
         "global_batch_size": cfg.train.global_batch_size, "lr": cfg.train.lr, "schedule": cfg.train.schedule,
         "seed": cfg.train.seed,
-        "data_source": cfg.data.source, "run_steps": getattr(result, "steps", None),
+        "data_source": cfg.data.source, "unique_tokens": run.unique_tokens, "run_steps": getattr(result, "steps", None),
         "run_wall_s": getattr(result, "wall_s", None), "worker": worker,
         "config": json.dumps(to_dict(cfg), sort_keys=True, default=str),
     }
     points = list(getattr(result, "points", None) or [])
     if not points:
-        return [dict(base, branch=None, D=None, C=None, val_loss=None, train_loss=None)]
+        return [dict(base, branch=None, D=None, C=None, epochs=None, val_loss=None, train_loss=None)]
     out = []
     for p in points:
         tokens = p.get("tokens")
@@ -222,6 +225,7 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
         row.update({
             "branch": p.get("branch"), "step": p.get("step"), "D": tokens,
             "tokens_per_param": tokens / run.N if tokens else None,
+            "epochs": data_epochs(tokens, run.unique_tokens) if tokens else None,
             "C": p.get("flops", tokens * run.flops_per_token if tokens else None),
         })
         counts = flops_lib.counts(cfg.model, tokens, cfg.train.flops_method) if tokens else {}

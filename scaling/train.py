@@ -31,6 +31,7 @@ from scaling import paths, schedules
 from scaling import step as step_lib
 from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
+from scaling.data import epochs as data_epochs
 from scaling.data import make_dataset
 from scaling.hooks import FlopAccounting, StepEvent, call_hooks
 from scaling.monitor import TRAIN_LOSS_WINDOW, LossMonitor
@@ -226,6 +227,8 @@ class Trainer:
             "process_count": jax.process_count(),
             "n_params": flops_lib.param_counts(self.cfg.model).total,
             "steps_total": self.total,
+            # How many times the run repeats its training split's unique tokens (0: unlimited).
+            "epochs": data_epochs(self.total * self.B * self.T, self.train_ds.unique_tokens),
         }
         doc = {**info, "status": status, "message": message,
                "result": dataclasses.asdict(result) if result is not None else None}

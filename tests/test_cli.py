@@ -45,3 +45,13 @@ def test_overrides_apply_in_any_order(capsys):
     assert cli.main(["train", "experiments/cpu_tiny.py", "--set", "model.n_heads=5"]) == 2
     err = capsys.readouterr().err
     assert "ModelConfig.d_model=64" in err and "n_heads=5" in err  # names the field and the value
+
+
+def test_sweep_plan_only_shows_the_plan_then_refuses_repeated_data(tiny_corpus, capsys):
+    args = ["sweep", "experiments/cpu_demo.py", "--plan-only", "--set", "budgets=(5e10,)",
+            "--set", f"data.stdlib_path={tiny_corpus!r}"]
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    assert "epochs" in out.splitlines()[0] and "C5e+10-d8-L2" in out  # the plan is printed first
+    assert "SweepConfig.max_epochs=4.0" in err and "C5e+10-d8-L2" in err
+    assert cli.main(args + ["--set", "max_epochs=None"]) == 0

@@ -15,7 +15,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from scaling.data import DataConfig, bits_per_byte, make_dataset
+from scaling.data import DataConfig, bits_per_byte, count_unique_tokens, epochs, make_dataset
 from scaling.data.stdlib_corpus import list_files, load_corpus
 from scaling.data.synthetic import entropy, get_chain, zipf_probs
 
@@ -369,3 +369,57 @@ def test_bad_arguments(call, field):
 def test_bits_per_byte_formula():
     assert bits_per_byte(math.log(2), 1.0) == pytest.approx(1.0)
     assert bits_per_byte(2 * math.log(2), 4.0) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- unique tokens, epochs
+
+
+def test_unique_tokens_of_stdlib_count_every_byte_and_separator(fake_stdlib, spm_model):
+    cfg = DataConfig(stdlib_path=fake_stdlib, validation_fraction=0.25)
+    corpus = load_corpus(fake_stdlib)
+    for split in ("train", "validation"):
+        files = [corpus.contents[i] for i in corpus.split_indices(split, 0.25)]
+        expected = sum(len(c) for c in files) + len(files)  # bytes + one separator per file
+        ds = make_dataset(cfg, seq_len=32, split=split)
+        assert ds.unique_tokens == ds.identity["unique_tokens"] == expected
+        assert count_unique_tokens(cfg, seq_len=32, split=split) == expected
+    # SentencePiece: the tokens of the split's stream, fewer than its bytes.
+    sp_cfg = cfg.replace(tokenizer=spm_model)
+    sp = make_dataset(sp_cfg, seq_len=32, split="train")
+    assert sp.unique_tokens == len(sp.packer.tokens) < count_unique_tokens(cfg, seq_len=32)
+    assert count_unique_tokens(sp_cfg, seq_len=32) == sp.unique_tokens
+
+
+def test_unique_tokens_of_the_default_corpus_are_millions():
+    # ~29.7 M bytes in CPython 3.11's training split; any CPython >= 3.8 has well over 10 M.
+    assert 10_000_000 < count_unique_tokens(DataConfig(), seq_len=64) < 100_000_000
+
+
+def test_synthetic_data_is_unlimited():
+    ds = make_dataset(DataConfig(source="synthetic", synthetic_vocab_size=64), seq_len=SEQ, split="train")
+    assert ds.unique_tokens is None and ds.identity["unique_tokens"] is None
+    assert count_unique_tokens(DataConfig(source="synthetic"), seq_len=SEQ) is None
+    assert epochs(10**12, None) == 0.0
+
+
+def test_epochs_is_tokens_over_unique_tokens():
+    assert epochs(300, 100) == 3.0 and epochs(50, 100) == 0.5
+
+
+def test_tfds_unique_tokens_exact_or_estimated(mock_tfds, spm_model):
+    import sentencepiece as spm
+
+    texts = [r["text"] for r in mock_tfds.data_source("lm1b", split="train")]
+    texts = [t.decode() if isinstance(t, bytes) else t for t in texts]
+    exact = sum(len(t.encode()) for t in texts) + len(texts)  # bytes + separators
+    for packing in ("stream", "documents"):  # 40 documents < stats_documents: both exact
+        cfg = DataConfig(source="tfds", name="lm1b", packing=packing)
+        assert make_dataset(cfg, seq_len=SEQ, split="train").unique_tokens == exact
+    # Estimated from a sample of 10 of the 40 documents: documents x mean tokens per document.
+    sample = make_dataset(DataConfig(source="tfds", name="lm1b", stats_documents=10), seq_len=SEQ, split="train")
+    assert not sample.identity["stats_exact"]
+    assert sample.unique_tokens == pytest.approx(exact, rel=0.35)
+    sp = spm.SentencePieceProcessor(model_file=spm_model)
+    sp_exact = sum(len(sp.encode(t)) for t in texts) + len(texts)
+    cfg = DataConfig(source="tfds", name="lm1b", tokenizer=spm_model)
+    assert make_dataset(cfg, seq_len=SEQ, split="train").unique_tokens == sp_exact

@@ -32,12 +32,16 @@ def test_make_rows_main_and_branches(sweep_config):
     assert main["C"] == pytest.approx(run.D * run.flops_per_token)
     assert main["C_chinchilla"] == pytest.approx(run.D * per_token(run.config.model, "chinchilla"))
     assert json.loads(main["config"])["model"]["d_model"] == run.config.model.d_model
+    # Epochs: each point's tokens over the training split's unique tokens.
+    assert run.unique_tokens > 10**6 and all(r["unique_tokens"] == run.unique_tokens for r in rows)
+    assert main["epochs"] == pytest.approx(run.D / run.unique_tokens)
+    assert rows[0]["epochs"] == pytest.approx(run.D // 2 / run.unique_tokens)
 
     class Diverged:
         status, steps, wall_s, points = "diverged", 3, 1.0, []
 
     (row,) = results.make_rows(run, Diverged())
-    assert row["status"] == "diverged" and row["val_loss"] is None
+    assert row["status"] == "diverged" and row["val_loss"] is None and row["epochs"] is None
 
 
 def test_rows_roundtrip_dedup_and_torn_line(tmp_path):

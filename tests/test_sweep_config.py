@@ -19,9 +19,20 @@ import pytest
     ("head_dim", 0, "SweepConfig.head_dim"),
     ("model", "gpt", "SweepConfig.model"),
     ("tokens_per_param", -20, "SweepConfig.tokens_per_param"),
+    ("max_epochs", 0, "SweepConfig.max_epochs"),
+    ("max_epochs", -4.0, "SweepConfig.max_epochs"),
+    ("max_epochs", float("nan"), "SweepConfig.max_epochs"),
+    ("max_epochs", "4", "SweepConfig.max_epochs"),
+    ("max_epochs", True, "SweepConfig.max_epochs"),
 ])
 def test_bad_fields_name_the_field(sweep_config, field, value, match):
     with pytest.raises(ValueError, match=match):
         sweep_config(**{field: value})
     with pytest.raises(ValueError, match="SweepConfig.widths"):
         sweep_config(widths=(20, 32), depths=(1,))  # 20 not divisible by head_dim 16
+
+
+def test_max_epochs_defaults_to_four_and_accepts_no_limit(sweep_config):
+    assert sweep_config().max_epochs == 4.0
+    assert sweep_config(max_epochs=None).max_epochs is None
+    assert sweep_config(max_epochs=float("inf")).max_epochs == float("inf")

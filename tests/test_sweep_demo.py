@@ -25,6 +25,8 @@ def test_demo_configs_plan():
             assert all(r.steps >= cfg.min_steps for r in here)
             n_opt = sweep.optimal_size(cfg, C)
             assert min(r.N for r in here) < n_opt < max(r.N for r in here)  # the expected optimum is bracketed
+        assert max(r.epochs for r in runs) < cfg.max_epochs  # the demo never refuses to start
+        sweep.check_repeats(runs, cfg.max_epochs)
         for r in runs:
             tc = r.config.train
             assert tc.lr * r.config.model.d_model == pytest.approx(cfg.train.lr * cfg.lr_width)  # lr ~ 1/width

@@ -1,14 +1,17 @@
 """Sweep planning: D = C / per_token, sizes around the optimum, the prior law, min_steps, WSD
-branches, the printed plan table. Jax-free."""
+branches, epochs of the data and the max_epochs check, the printed plan table. Jax-free."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
 from scaling import sweep
 from scaling.config import TrainConfig
+from scaling.data import DataConfig
+from scaling.data.stdlib_corpus import load_corpus
 from scaling.flops import param_counts, per_token
 from scaling.sweep.plan import _ladder
 
@@ -98,3 +101,45 @@ def test_seeds_repeat_each_point_with_its_own_seed(sweep_config):
         assert all(t.D == r.D and t.config.model == r.config.model for t in copies)
     with pytest.raises(ValueError, match="SweepConfig.seeds=0"):
         sweep_config(seeds=0)
+
+
+def _train_split_tokens(stdlib_path: str, validation_fraction: float = 0.05) -> int:
+    corpus = load_corpus(stdlib_path)
+    files = [corpus.contents[i] for i in corpus.split_indices("train", validation_fraction)]
+    return sum(len(c) for c in files) + len(files)  # byte tokens + one separator per file
+
+
+def test_runs_know_how_often_they_repeat_their_data(sweep_config, tiny_corpus):
+    runs = sweep.plan(sweep_config(data=DataConfig(stdlib_path=tiny_corpus)))
+    unique = _train_split_tokens(tiny_corpus)
+    for r in runs:
+        tokens = r.steps * r.config.train.global_batch_size * r.config.model.seq_len
+        assert r.unique_tokens == unique and r.tokens == tokens >= r.D
+        assert r.epochs == pytest.approx(tokens / unique) and r.epochs > 50  # a 5 kB corpus
+    text = sweep.format_plan(runs)
+    end = text.splitlines()[0].index("epochs") + len("epochs")  # columns are right-aligned
+    for r, line in zip(runs, text.splitlines()[1:]):
+        assert line[:end].split()[-1] == f"{r.epochs:.2f}", line
+    assert f"up to {max(r.epochs for r in runs):.2f} epochs of" in text.splitlines()[-1]
+
+
+def test_synthetic_data_never_repeats(sweep_config):
+    runs = sweep.plan(sweep_config(data=DataConfig(source="synthetic")))
+    assert all(r.unique_tokens is None and r.epochs == 0.0 for r in runs)
+    assert "unlimited data" in sweep.format_plan(runs)
+    sweep.check_repeats(runs, 4.0)
+
+
+def test_check_repeats_refuses_runs_over_max_epochs(sweep_config, tiny_corpus):
+    runs = sweep.plan(sweep_config(data=DataConfig(stdlib_path=tiny_corpus)))
+    worst = max(runs, key=lambda r: r.epochs)
+    with pytest.raises(ValueError, match=r"SweepConfig.max_epochs=4.0: .*" + re.escape(worst.run_id)):
+        sweep.check_repeats(runs, 4.0)
+    with pytest.raises(ValueError, match=r"SweepConfig.max_epochs"):
+        sweep.check_repeats(runs, worst.epochs * 0.999)
+    sweep.check_repeats(runs, worst.epochs)  # at the limit: allowed
+    sweep.check_repeats(runs, None)  # no limit
+    # The default corpus: these small sweeps stay well under the default limit.
+    stdlib_runs = sweep.plan(sweep_config())
+    assert max(r.epochs for r in stdlib_runs) < 4
+    sweep.check_repeats(stdlib_runs, sweep_config().max_epochs)

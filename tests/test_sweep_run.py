@@ -90,3 +90,19 @@ def test_two_workers_share_a_sweep(tmp_path):
     assert sorted(r["run_id"] for r in lines) == sorted(_planned_ids(exp))
     assert {r["worker"] for r in lines} == {0, 1}
     assert (out / "DONE").exists()
+
+
+def test_run_sweep_refuses_to_start_when_runs_repeat_data(tiny_corpus, tmp_path):
+    from scaling.data import DataConfig
+    from scaling.sweep.run import run_sweep
+
+    cfg = experiment.load_experiment(_write(tmp_path)).replace(data=DataConfig(stdlib_path=tiny_corpus))
+    with pytest.raises(ValueError, match="SweepConfig.max_epochs=4.0"):
+        run_sweep(cfg, tmp_path / "sweep", verbose=False)
+    assert not (tmp_path / "sweep").exists()  # refused before writing or training anything
+
+
+def _write(tmp_path):
+    exp = tmp_path / "exp.py"
+    exp.write_text(EXPERIMENT)
+    return exp

@@ -52,6 +52,8 @@ def test_run_writes_metrics_point_and_metadata(metric_lines, eight):
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "finished" and meta["config"]["train"]["tokens"] == 20 * 16 * 32
     assert meta["data"]["train"]["source"] == "stdlib" and "python_version" in meta["data"]["train"]
+    assert meta["data"]["train"]["unique_tokens"] == meta["data"]["train"]["num_tokens"] > 10**7
+    assert meta["epochs"] == pytest.approx(20 * 16 * 32 / meta["data"]["train"]["num_tokens"])
     assert len(meta["devices"]) == 8 and meta["jax_version"] == jax.__version__
     assert list((out / "tensorboard").iterdir())
     assert [line["step"] for line in metric_lines(out, "eval")] == [20]

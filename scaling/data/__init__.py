@@ -12,6 +12,7 @@ See README.md in this package for the design and the formulas.
 """
 
 from .config import DataConfig
-from .dataset import Dataset, PackedDataset, SyntheticDataset, bits_per_byte, make_dataset
+from .dataset import Dataset, PackedDataset, SyntheticDataset, bits_per_byte, count_unique_tokens, epochs, make_dataset
 
-__all__ = ["DataConfig", "Dataset", "PackedDataset", "SyntheticDataset", "bits_per_byte", "make_dataset"]
+__all__ = ["DataConfig", "Dataset", "PackedDataset", "SyntheticDataset", "bits_per_byte", "epochs", "make_dataset",
+           "count_unique_tokens"]

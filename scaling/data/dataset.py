@@ -24,6 +24,7 @@ byte, so byte-level data has bytes_per_token == 1.0 exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -42,6 +43,15 @@ def bits_per_byte(nats_per_token: float, bytes_per_token: float) -> float:
     return nats_per_token / (math.log(2) * bytes_per_token)
 
 
+def epochs(tokens: float, unique_tokens: int | None) -> float:
+    """How many times `tokens` of training repeat a split of `unique_tokens` tokens: tokens /
+    unique tokens; 0.0 for unlimited data (`unique_tokens=None`, the synthetic language:
+    tokens / infinity). Past ~4 epochs repeated tokens are worth markedly less than fresh ones
+    (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", Fig. 3), so a law
+    fitted on heavily repeated data is not the law of the unique-data regime."""
+    return float(tokens) / unique_tokens if unique_tokens else 0.0
+
+
 def _check_int(name: str, value, minimum: int) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name}={value!r}: must be an int >= {minimum}")
@@ -53,7 +63,8 @@ class Dataset:
 
     Attributes: ``config``, ``split``, ``seq_len``, ``vocab_size``,
     ``entropy_rate`` (None unless synthetic). Properties: ``identity``,
-    ``bytes_per_token``. Method: ``unigram_entropy()``.
+    ``bytes_per_token``, ``unique_tokens`` (tokens of the split; None for
+    unlimited data). Method: ``unigram_entropy()``.
     """
 
     entropy_rate: float | None = None
@@ -72,6 +83,10 @@ class Dataset:
 
     @property
     def bytes_per_token(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def unique_tokens(self) -> int | None:
         raise NotImplementedError
 
     def unigram_entropy(self) -> float:
@@ -128,6 +143,7 @@ class Dataset:
         }
         ident.update(self._source_identity())
         ident["bytes_per_token"] = float(self.bytes_per_token)
+        ident["unique_tokens"] = self.unique_tokens
         ident["entropy_rate"] = self.entropy_rate
         return ident
 
@@ -151,6 +167,10 @@ class PackedDataset(Dataset):
     @property
     def bytes_per_token(self) -> float:
         return float(self.packer.bytes_per_token)
+
+    @property
+    def unique_tokens(self) -> int:
+        return self.packer.unique_tokens
 
     def unigram_entropy(self) -> float:
         return float(self.packer.unigram_entropy())
@@ -180,6 +200,10 @@ class SyntheticDataset(Dataset):
     @property
     def bytes_per_token(self) -> float:
         return 1.0
+
+    @property
+    def unique_tokens(self) -> None:
+        return None  # every window is a fresh sample of the chain: nothing repeats
 
     def unigram_entropy(self) -> float:
         return self.chain.unigram_entropy
@@ -252,3 +276,15 @@ def make_dataset(cfg: DataConfig, *, seq_len: int, split: str) -> Dataset:
     if cfg.source == "stdlib":
         return _stdlib_dataset(cfg, seq_len, split)
     return _tfds_dataset(cfg, seq_len, split)
+
+
+@functools.lru_cache(maxsize=16)
+def count_unique_tokens(cfg: DataConfig, *, seq_len: int, split: str = "train") -> int | None:
+    """Tokens in one split (``Dataset.unique_tokens``), without JAX, once per process per
+    config: what a sweep plan divides each run's tokens by. The stdlib corpus: exact (its
+    train split is ~29.7 M bytes = tokens at the byte level on CPython 3.11); TFDS: exact
+    with packing="stream", else documents x mean tokens per sampled document; synthetic:
+    None (unlimited)."""
+    if cfg.source == "synthetic":
+        return None
+    return make_dataset(cfg, seq_len=seq_len, split=split).unique_tokens

@@ -74,6 +74,11 @@ class StreamPacker:
         return unigram_entropy_from_counts(np.bincount(self.tokens, minlength=self.vocab_size))
 
     @property
+    def unique_tokens(self) -> int:
+        """Tokens of the split, counted (every token of the stream, separators included)."""
+        return int(len(self.tokens))
+
+    @property
     def stats(self) -> dict:
         return {"num_tokens": int(len(self.tokens)), "num_bytes": int(self.num_bytes), "stats_exact": True}
 
@@ -205,6 +210,13 @@ class DocumentPacker:
 
     def unigram_entropy(self) -> float:
         return unigram_entropy_from_counts(self._sample_stats[0])
+
+    @property
+    def unique_tokens(self) -> int:
+        """Tokens of the split: documents x the mean tokens per document (separator included)
+        of the `stats_documents` sample; exact when the sample is the whole split."""
+        _, ntok, _, ndocs = self._sample_stats
+        return int(round(self.num_docs * ntok / ndocs))
 
     @property
     def stats(self) -> dict:

@@ -2,7 +2,7 @@
 
     cfg = SweepConfig(budgets=(1e13, 3e13, 1e14), widths=(64, 128, 256), depths=(2, 4, 6), model=...)
     runs = plan(cfg)                  # [PlannedRun]: N, D = C / per_token(N), a RunConfig each
-    print(format_plan(runs))
+    print(format_plan(runs))          # epochs: how often each run repeats its training data
     run_sweep(cfg, "out/sweep")       # out/sweep/results.jsonl, runs/<id>/, DONE
 
 Modules: `config` (SweepConfig, PlannedRun), `plan` (sizes and tokens per budget, the plan
@@ -13,7 +13,7 @@ Planning imports without JAX; `run_sweep` and the throughput functions load it o
 
 from scaling.sweep.config import PlannedRun, SweepConfig
 from scaling.sweep.demo import DEMO_BUDGETS, demo_config
-from scaling.sweep.plan import estimate_wall_s, format_plan, optimal_size, plan
+from scaling.sweep.plan import check_repeats, estimate_wall_s, format_plan, optimal_size, plan
 
 _LAZY = {
     "run_sweep": "scaling.sweep.run", "SweepResult": "scaling.sweep.run", "write_plan": "scaling.sweep.run",
@@ -22,7 +22,7 @@ _LAZY = {
     "step_flops_per_s": "scaling.sweep.throughput",
 }
 
-__all__ = ["SweepConfig", "PlannedRun", "plan", "format_plan", "estimate_wall_s", "optimal_size",
+__all__ = ["SweepConfig", "PlannedRun", "plan", "format_plan", "check_repeats", "estimate_wall_s", "optimal_size",
            "DEMO_BUDGETS", "demo_config", *_LAZY]
 
 

@@ -11,8 +11,9 @@ from typing import Literal
 
 from scaling.config import FLOPS_METHODS as METHODS
 from scaling.config import ModelConfig, RunConfig, TrainConfig
+from scaling.data import epochs as data_epochs
 from scaling.data.config import DataConfig
-from scaling.validate import fail, positive_numbers
+from scaling.validate import fail, is_number, positive_numbers
 
 
 def _fail(field: str, value, why: str):
@@ -57,6 +58,13 @@ class SweepConfig:
     seeds: runs per (budget, size), with train.seed, train.seed + 1, ... (ids end in "-s<i>"
       when > 1): repeated runs whose spread measures, and whose mean reduces, the run-to-run
       noise that a fitted law would otherwise extrapolate.
+    max_epochs: the most times a run may repeat the unique tokens of the training split
+      (epochs = tokens trained / unique tokens; the synthetic language is unlimited, 0 epochs).
+      `run_sweep` refuses to start a sweep with a run above it. Default 4: up to ~4 epochs
+      repeated tokens are worth nearly as much as unique ones, beyond that markedly less
+      (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", Fig. 3), so a law
+      fitted there is not the unique-data law the IsoFLOP method assumes. Raise it (or None:
+      no limit) to study repeated data on purpose.
     name: the sweep's name (metadata only).
     """
 
@@ -80,6 +88,7 @@ class SweepConfig:
     lr_width: int | None = None
     wsd_branch_fracs: tuple[float, ...] = ()
     seeds: int = 1
+    max_epochs: float | None = 4.0
     name: str = "sweep"
 
     def __post_init__(self):
@@ -138,6 +147,8 @@ class SweepConfig:
             _fail("wsd_branch_fracs", fracs, f"need train.schedule='wsd' (it is {self.train.schedule!r})")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             _fail("seeds", self.seeds, "must be an int >= 1")
+        if self.max_epochs is not None and not (is_number(self.max_epochs) and self.max_epochs > 0):
+            _fail("max_epochs", self.max_epochs, "must be a positive number (math.inf or None: no limit)")
         if not self.name or "/" in self.name:
             _fail("name", self.name, "must be a non-empty name without '/'")
 
@@ -147,7 +158,8 @@ class SweepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
-    """One run of a sweep: its id, budget, size, tokens and full RunConfig."""
+    """One run of a sweep: its id, budget, size, tokens and full RunConfig; `unique_tokens`:
+    the tokens of its training split (None: unlimited data)."""
 
     run_id: str
     budget: float
@@ -156,6 +168,7 @@ class PlannedRun:
     D: int
     flops_per_token: float
     config: RunConfig
+    unique_tokens: int | None = None
 
     @property
     def steps(self) -> int:
@@ -166,6 +179,16 @@ class PlannedRun:
         return self.D / self.N
 
     @property
+    def tokens(self) -> int:
+        """Tokens actually trained: whole steps of the global batch (>= D)."""
+        return self.steps * self.config.train.global_batch_size * self.config.model.seq_len
+
+    @property
+    def epochs(self) -> float:
+        """How many times the run repeats its training split's unique tokens (0: unlimited)."""
+        return data_epochs(self.tokens, self.unique_tokens)
+
+    @property
     def flops(self) -> float:
         """C of the tokens actually trained (whole steps), by the sweep's accounting."""
-        return self.flops_per_token * self.steps * self.config.train.global_batch_size * self.config.model.seq_len
+        return self.flops_per_token * self.tokens

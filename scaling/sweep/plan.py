@@ -10,6 +10,11 @@ exactly D (their sec. 3.1 and Fig. A1: a cosine longer than the run biases its l
 expected optimum comes from a prior law N_opt = k C^a when one is given, otherwise from
 the 20-tokens-per-parameter rule (Hoffmann et al. 2022, Table 3: D_opt / N_opt ~ 20),
 solving C = per_token(N) x 20 N on the family.
+
+Each run also knows how many times it repeats its data (epochs = tokens trained / unique
+tokens of the training split, `scaling.data.count_unique_tokens`); `check_repeats` refuses a
+plan with a run above `SweepConfig.max_epochs` (Muennighoff et al. 2023: up to ~4 epochs
+repeated data is nearly as good as unique data, beyond that it is not).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Sequence
 
 from scaling import family
 from scaling.config import ModelConfig, RunConfig
+from scaling.data import count_unique_tokens
 from scaling.flops import param_counts, per_token
 from scaling.sweep.config import PlannedRun, SweepConfig
 
@@ -122,8 +128,10 @@ def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: in
         tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr, seed=sweep.train.seed + seed_index,
         warmup_steps=min(sweep.train.warmup_steps, int(sweep.max_warmup_frac * steps)))
     pc = param_counts(cfg)
+    unique = count_unique_tokens(sweep.data, seq_len=cfg.seq_len, split="train")  # memoised
     return PlannedRun(run_id=run_id, budget=float(budget), N=pc.total, N_non_embedding=pc.non_embedding, D=D,
-                      flops_per_token=fpt, config=RunConfig(model=cfg, data=sweep.data, train=train, name=run_id))
+                      flops_per_token=fpt, unique_tokens=unique,
+                      config=RunConfig(model=cfg, data=sweep.data, train=train, name=run_id))
 
 
 def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
@@ -163,6 +171,22 @@ def neighbours(sweep: SweepConfig, n: float) -> list[ModelConfig]:
     return ladder[max(0, i - 1):i + 2]
 
 
+def check_repeats(runs: Sequence[PlannedRun], max_epochs: float | None) -> None:
+    """ValueError naming `SweepConfig.max_epochs` when a run would repeat its training data
+    more than `max_epochs` times (None: no limit)."""
+    over = [r for r in runs if max_epochs is not None and r.epochs > max_epochs]
+    if not over:
+        return
+    worst = max(over, key=lambda r: r.epochs)
+    raise ValueError(
+        f"SweepConfig.max_epochs={max_epochs!r}: {len(over)} of {len(runs)} runs would repeat the "
+        f"{_fmt_count(worst.unique_tokens)} unique training tokens more often, up to {worst.epochs:.1f} epochs "
+        f"({worst.run_id}: {_fmt_count(worst.tokens)} tokens); beyond ~4 epochs repeated tokens are worth "
+        "markedly less than fresh ones (Muennighoff et al. 2023), so the fitted law would not be the "
+        "unique-data law. Use more data (DataConfig), smaller budgets, or raise max_epochs (None: no "
+        f"limit) to study repeated data on purpose. Over: {', '.join(f'{r.run_id} ({r.epochs:.1f})' for r in over)}")
+
+
 def estimate_wall_s(run: PlannedRun, flops_per_s, overhead_s: float = 0.0) -> float:
     """Seconds to train `run` at a sustained `flops_per_s` (a number, or a function of the
     run), plus a fixed per-run overhead."""
@@ -188,8 +212,9 @@ def _fmt_s(s: float) -> str:
 def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None, source: str = "",
                 overhead_s: float = 0.0, done: set[str] = frozenset()) -> str:
     """The plan as a table (run id, N total and non-embedding, D, steps, C, tokens/param,
-    estimated wall time) with totals; runs in `done` are marked and not counted in the time."""
-    header = ("run id", "N total", "N non-emb", "D", "steps", "C", "D/N", "est. wall", "")
+    epochs of the training data, estimated wall time) with totals; runs in `done` are marked
+    and not counted in the time. Epochs: "-" for unlimited data (synthetic)."""
+    header = ("run id", "N total", "N non-emb", "D", "steps", "C", "D/N", "epochs", "est. wall", "")
     rows = [header]
     total_c = total_s = 0.0
     for r in runs:
@@ -199,13 +224,18 @@ def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None,
             total_s += est
         total_c += r.flops
         rows.append((r.run_id, _fmt_count(r.N), _fmt_count(r.N_non_embedding), _fmt_count(r.D), str(r.steps),
-                     f"{r.flops:.3g}", f"{r.tokens_per_param:.1f}", _fmt_s(est) if flops_per_s else "-",
+                     f"{r.flops:.3g}", f"{r.tokens_per_param:.1f}",
+                     f"{r.epochs:.2f}" if r.unique_tokens else "-", _fmt_s(est) if flops_per_s else "-",
                      "done" if is_done else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip()
              for row in rows]
     todo = sum(r.run_id not in done for r in runs)
     total = f"total: {len(runs)} runs ({todo} to do), C = {total_c:.3g} FLOPs"
+    unique = next((r.unique_tokens for r in runs if r.unique_tokens), None)
+    if runs:
+        total += (f", up to {max(r.epochs for r in runs):.2f} epochs of {_fmt_count(unique)} unique training tokens"
+                  if unique else ", unlimited data (no repeats)")
     if flops_per_s:
         rate = "" if callable(flops_per_s) else f" at {flops_per_s:.3g} FLOP/s"
         total += f", est. {_fmt_s(total_s)}{rate} ({source}) + {overhead_s:.0f}s/run"

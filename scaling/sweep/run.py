@@ -24,7 +24,7 @@ from scaling import step as step_lib
 from scaling import train as train_lib
 from scaling.config import to_dict
 from scaling.sweep.config import PlannedRun, SweepConfig
-from scaling.sweep.plan import format_plan, plan
+from scaling.sweep.plan import check_repeats, format_plan, plan
 from scaling.sweep.throughput import measured_flops_per_s, measured_throughput
 
 DONE_FILE = "DONE"
@@ -106,6 +106,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
     if not runs:
         raise ValueError(f"SweepConfig.budgets={sweep.budgets!r}: every planned run is under min_steps="
                          f"{sweep.min_steps}; raise the budgets or lower min_steps")
+    check_repeats(runs, sweep.max_epochs)  # before anything is written or trained
     n_proc, proc = jax.process_count(), jax.process_index()
     mesh = None
     writer = True
