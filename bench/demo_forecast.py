@@ -69,10 +69,10 @@ def forms(rows, budget):
         warnings.simplefilter("ignore")
         rep = report.fit_results(rows, budget=budget, n_bootstrap=20)
         if rep.chinchilla is not None:
-            out["approach 3"] = (rep.forecast["L_opt"], rep.forecast["N_opt"])
+            out["approach 3"] = (rep.forecast["L_opt_approach3"], rep.forecast["N_opt_approach3"])
         rep_ne = report.fit_results(rows, budget=budget, n_bootstrap=2, n_key="N_non_embedding")
         if rep_ne.chinchilla is not None:
-            out["approach 3, non-embedding N"] = (rep_ne.forecast["L_opt"], None)
+            out["approach 3, non-embedding N"] = (rep_ne.forecast["L_opt_approach3"], None)
         if rep.isoflop is not None:
             law = fit.power_law(rep.isoflop.budgets, rep.isoflop.L_min_per_budget)
             n_opt = rep.forecast.get("N_opt_isoflop")
@@ -85,13 +85,25 @@ def forms(rows, budget):
         if len(cs) >= 4:
             law = fit.power_law(cs, [per_budget[c] for c in cs])
             out["frontier, best run per budget"] = (float(law.predict(budget)), None)
-        if hasattr(fit, "forecast"):
-            N = [r["N"] for r in main]
-            f = fit.forecast(N, [r["D"] for r in main], [r["val_loss"] for r in main],
-                             C=[r["budget"] for r in main], runs=[r["run_id"] for r in main],
-                             flops_per_token=rep.fpt)
-            opt = f.optimal(budget)
-            out["fit.forecast"] = (float(opt.loss), float(opt.N))
+        # The frontier in non-embedding compute, 6 N_non_embedding D (Kaplan et al. 2020's C):
+        # each budget's best run at its own C_ne; the forecast's C_ne is that of approach 2's
+        # optimum at the budget (its N's non-embedding share, interpolated over the runs).
+        if len(cs) >= 4 and rep.isoflop is not None and main and "C_6n_non_embedding" in main[0]:
+            best_rows = {}
+            for r in main:
+                key = r["budget"]
+                if key not in best_rows or r["val_loss"] < best_rows[key]["val_loss"]:
+                    best_rows[key] = r
+            xs = [best_rows[c]["C_6n_non_embedding"] for c in cs]
+            law = fit.power_law(xs, [best_rows[c]["val_loss"] for c in cs])
+            n_opt, d_opt = rep.isoflop.compute_optimal(budget)
+            shares = sorted({(r["N"], r["N_non_embedding"] / r["N"]) for r in main})
+            share = np.interp(np.log(n_opt), np.log([n for n, _ in shares]), [s for _, s in shares])
+            out["frontier in non-embedding C, best run"] = (float(law.predict(6 * share * n_opt * d_opt)), None)
+        if rep.law_forecast is not None:  # what the report prints: the form the backtest chose
+            f = rep.forecast
+            out[f"fit.forecast (chose {f['form']})"] = (f["L_opt"], f["N_opt"])
+            out["fit.forecast interval"] = (f["L_opt_interval"], None)
     return out
 
 
@@ -107,8 +119,12 @@ def run_variant(args) -> dict:
     budget = args.factor * max(sweep.budgets)
     best, n_best, table = truth(sweep, paths.join(base, "truth"), args.truth_widths, budget)
     rows = results.read_rows(paths.join(base, "sweep"))
-    scored = {name: {"loss": loss, "error": loss / best - 1, "N_opt": n, "N_ratio": n / n_best if n else None}
-              for name, (loss, n) in forms(rows, budget).items()}
+    scored = {}
+    for name, (loss, n) in forms(rows, budget).items():
+        if name.endswith("interval"):
+            scored[name] = {"interval": list(loss), "inside": bool(loss[0] <= best <= loss[1])}
+        else:
+            scored[name] = {"loss": loss, "error": loss / best - 1, "N_opt": n, "N_ratio": n / n_best if n else None}
     doc = {"variant": args.variant, "set": args.set, "budgets": list(sweep.budgets), "seeds": sweep.seeds,
            "runs": len([r for r in rows if r.get("branch") is None]), "sweep_train_s": sweep_s,
            "wall_s_this_call": time.perf_counter() - t0, "trained_now": len(res.trained), "budget": budget,
@@ -127,7 +143,8 @@ def report_table(out_dir) -> str:
     lines = ["| variant | overrides | runs | sweep train s | truth best (N) | "
              + " | ".join(names) + " |", "|---" * (5 + len(names)) + "|"]
     for d in latest.values():
-        cells = [f"{100 * d['forms'][n]['error']:+.1f}%" if n in d["forms"] else "-" for n in names]
+        cells = [("in" if d["forms"][n]["inside"] else "OUT") if "inside" in d["forms"].get(n, {}) else
+                 f"{100 * d['forms'][n]['error']:+.1f}%" if n in d["forms"] else "-" for n in names]
         lines.append(f"| {d['variant']} | {' '.join(d['set']) or '-'} | {d['runs']} | {d['sweep_train_s']:.0f} | "
                      f"{d['truth_best']:.4f} ({d['truth_N']:.3g}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -149,6 +166,9 @@ def main():
     doc = run_variant(args)
     print(json.dumps({k: doc[k] for k in ("variant", "runs", "sweep_train_s", "truth_best", "truth_N")}))
     for name, s in doc["forms"].items():
+        if "interval" in s:
+            print(f"  {name:<34} [{s['interval'][0]:.4f}, {s['interval'][1]:.4f}]: truth {'inside' if s['inside'] else 'OUTSIDE'}")
+            continue
         ratio = f", N_opt {s['N_ratio']:.2f}x" if s["N_ratio"] else ""
         print(f"  {name:<34} {s['loss']:.4f}  {100 * s['error']:+.2f}%{ratio}")
 

@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from scaling import paths, report
+from scaling import paths, report, verification
 from scaling import results as results_lib
 from scaling.report import Report, fit_results, format_report
 
@@ -97,7 +97,7 @@ def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, m
     """`scaling verify`: train, with the sweep's own recipe, the forecast's compute-optimal
     model and its neighbours (one size step each side) at `budget` (default: the budget of
     the sweep's report.json forecast, else 10x the largest budget run), then compare the
-    forecast with what they measured (`report.verification`): printed, and stored in
+    forecast with what they measured (`scaling.verification`): printed, and stored in
     report.json under "verification". The runs live in SWEEP_DIR/verify/C<budget>/ and resume
     like any sweep. On a TPU VM, verify at a few times the largest budget before a big run.
     Returns the verification, or None when preempted (rerun to continue).
@@ -127,9 +127,9 @@ def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, m
     res = run_sweep(sweep, out, runs=runs)
     if res.preempted:
         return None
-    v = report.verification(forecast, results_lib.read_rows(out), metric)
+    v = verification.verification(forecast, results_lib.read_rows(out), metric)
     v["forecast"] = forecast
-    print("\n" + report.format_verification(v), flush=True)
+    print("\n" + verification.format_verification(v), flush=True)
     doc = stored or report.to_json(rep)
     doc["verification"] = v
     paths.write_atomic(paths.join(sweep_dir, REPORT_JSON), json.dumps(doc, indent=1))

@@ -96,7 +96,9 @@ def _c_grid(rep: Report) -> np.ndarray:
 
 
 def plot_frontier(rep: Report, path=None):
-    """Loss vs compute: every point, the fitted compute-optimal frontier and its band."""
+    """Loss vs compute: every point, the chosen law's compute-optimal frontier with its
+    backtest-calibrated interval (widening with the distance beyond the runs), approach 3's
+    frontier with its bootstrap band, and the forecast."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     colors = _budget_colors({_budget(r) for r in rep.main_rows})
@@ -108,16 +110,22 @@ def plot_frontier(rep: Report, path=None):
     if any(r.get("branch") is not None for r in rep.rows):
         ax.scatter([], [], marker="x", color="0.6", label="WSD cooldown branch")
     level = f"{100 * rep.level:g}%"
+    if rep.law_forecast is not None:
+        C = _c_grid(rep)
+        opt = rep.law_forecast.optimal(C)
+        ax.plot(C, opt.loss, color="C0", lw=2.0, label=f"chosen law ({opt.form}) frontier")
+        ax.fill_between(C, *opt.loss_interval, color="C0", alpha=0.15,
+                        label=f"{100 * rep.forecast_level:g}% forecast interval")
     if rep.chinchilla is not None and rep.fpt is not None:
         C = _c_grid(rep)
         _, _, L = frontier(rep.chinchilla.params, C, rep.fpt)
-        ax.plot(C, L[0], color="C3", lw=1.8, label="approach 3 frontier L(N_opt, D_opt)")
+        ax.plot(C, L[0], color="C3", lw=1.2, ls="--", label="approach 3 frontier L(N_opt, D_opt)")
         reps = rep.chinchilla_replicates()
         if reps is not None and len(reps["E"]) >= 2:
             _, _, LR = frontier(reps, C, rep.fpt)
             tail = 50 * (1 - rep.level)
             lo, hi = np.nanpercentile(LR, [tail, 100 - tail], axis=0)
-            ax.fill_between(C, lo, hi, color="C3", alpha=0.2, label=f"{level} bootstrap band")
+            ax.fill_between(C, lo, hi, color="C3", alpha=0.12, label=f"approach 3: {level} bootstrap band")
         cmax = max(_budget(r) for r in rep.main_rows)
         ax.axvline(cmax, color="0.5", ls=":", lw=1)
         ax.text(cmax, ax.get_ylim()[1], " largest budget run", fontsize=7, va="top", color="0.4")
@@ -127,7 +135,7 @@ def plot_frontier(rep: Report, path=None):
         if "L_opt_interval" in f:
             lo, hi = f["L_opt_interval"]
             err = [[f["L_opt"] - lo], [hi - f["L_opt"]]]
-        ax.errorbar([f["C"]], [f["L_opt"]], yerr=err, fmt="D", color="C3", mec="black", capsize=4,
+        ax.errorbar([f["C"]], [f["L_opt"]], yerr=err, fmt="D", color="C0", mec="black", capsize=4,
                     label=f"forecast at C = {f['C']:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel(f"training compute C (FLOPs, {rep.flops_method or 'mixed'} accounting)")

@@ -41,11 +41,14 @@ LIMITS = (
 class Report:
     """Everything `format_report` prints and `scaling.plot` draws.
 
-    isoflop / isoflop_boot: approach 2 and its bootstrap (None if it could not be fitted, with
-    the reason in `notes`); chinchilla / chinchilla_boot: approach 3; backtest_isoflop /
-    backtest_chinchilla: refits without the largest budget; forecast: at `budget`, a dict of
-    N_opt, D_opt, L_opt (approach 3) and N_opt_isoflop, D_opt_isoflop (approach 2), each with
-    a (low, high) 95% interval under the key + "_interval".
+    law_forecast: the `scaling.fit.forecast` of the rows (law forms compared by a rolling-origin
+    backtest, the best chosen; None if it could not be fitted, with the reason in `notes`).
+    isoflop / isoflop_boot: approach 2 and its bootstrap; chinchilla / chinchilla_boot: approach
+    3; backtest_isoflop / backtest_chinchilla: refits without the largest budget.
+    forecast: at `budget`, the chosen law's "form", "N_opt", "D_opt", "L_opt" with
+    `forecast_level` intervals (key + "_interval"; the loss interval includes the extrapolation
+    error the backtest measured), beside approach 3's (key + "_approach3", `level` bootstrap
+    intervals) and approach 2's N_opt, D_opt ("_isoflop").
     """
 
     rows: list[dict]
@@ -62,6 +65,8 @@ class Report:
     forecast: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     fpt: Callable | None = None
+    law_forecast: object = None
+    forecast_level: float = 0.9
 
     @property
     def main_rows(self) -> list[dict]:
@@ -145,19 +150,40 @@ def fit_results(rows: Sequence[dict], *, budget: float | None = None, n_bootstra
                 rep.backtest_isoflop = fit.backtest(fit.isoflop, C, Nm, Lm, holdout=largest, flops_per_token=fpt)
         except (ValueError, ArithmeticError) as e:
             rep.notes.append(f"backtest (approach 2) not run: {e}")
-    # Forecast
+    # The forecast: law forms compared by a rolling-origin backtest (scaling.fit.forecast).
+    compute = np.array([_budget_of(r) if r.get("branch") is None else float(r["C"]) for r in rows])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rep.law_forecast = fit.forecast(N, D, L, C=compute, runs=groups, final=np.ones(len(rows), bool),
+                                            flops_per_token=fpt, level=rep.forecast_level)
+        rep.notes.extend(sorted({f"forecast: {w.message}" for w in caught
+                                 if issubclass(w.category, fit.ScalingFitWarning)}))
+    except (ValueError, ArithmeticError) as e:
+        rep.notes.append(f"law forms not compared (fit.forecast): {e}")
     f = rep.forecast
     f["C"] = target
     if rep.chinchilla is not None:
         n_opt, d_opt, l_opt = fit.frontier(rep.chinchilla.params, [target], fpt)
-        f["N_opt"], f["D_opt"], f["L_opt"] = float(n_opt[0, 0]), float(d_opt[0, 0]), float(l_opt[0, 0])
+        f["N_opt_approach3"], f["D_opt_approach3"] = float(n_opt[0, 0]), float(d_opt[0, 0])
+        f["L_opt_approach3"] = float(l_opt[0, 0])
         reps = rep.chinchilla_replicates()
         if reps is not None and len(reps["E"]) >= 2:
             rn, rd, rl = fit.frontier(reps, [target], fpt)
             tail = 50 * (1 - level)
             for key, arr in (("N_opt", rn), ("D_opt", rd), ("L_opt", rl)):
                 arr = arr[:, 0][np.isfinite(arr[:, 0])]
-                f[key + "_interval"] = tuple(float(v) for v in np.percentile(arr, [tail, 100 - tail]))
+                f[key + "_approach3_interval"] = tuple(float(v) for v in np.percentile(arr, [tail, 100 - tail]))
+    if rep.law_forecast is not None:
+        opt = rep.law_forecast.optimal(target)
+        f.update(form=opt.form, N_opt=float(opt.N), D_opt=float(opt.D), L_opt=float(opt.loss),
+                 L_opt_interval=tuple(map(float, opt.loss_interval)), N_opt_interval=tuple(map(float, opt.N_interval)))
+    elif "L_opt_approach3" in f:  # too few points to compare forms: approach 3 alone
+        f.update(form="chinchilla (approach 3 alone)", N_opt=f["N_opt_approach3"], D_opt=f["D_opt_approach3"],
+                 L_opt=f["L_opt_approach3"])
+        for key in ("N_opt", "L_opt"):
+            if key + "_approach3_interval" in f:
+                f[key + "_interval"] = f[key + "_approach3_interval"]
     if rep.isoflop is not None:
         n_opt, d_opt = rep.isoflop.compute_optimal(target)
         f["N_opt_isoflop"], f["D_opt_isoflop"] = float(n_opt), float(d_opt)
@@ -177,16 +203,17 @@ REPORT_SCHEMA = "scaling.report/1"
 
 def forecast_summary(rep: Report) -> dict | None:
     """The forecast in the report.json schema: budget, N_opt, D_opt, loss, loss_interval
-    [lo, hi], N_opt_interval [lo, hi], D_opt_interval, level, extrapolation (budget / largest
-    budget run), method (which law gave it). None when no law could be fitted."""
+    [lo, hi], N_opt_interval [lo, hi], level (of both intervals), extrapolation (budget /
+    largest budget run), form (the law form the backtest chose). None when no law could be
+    fitted."""
     f = rep.forecast
     if "L_opt" not in f:
         return None
     pair = lambda key: list(f[key]) if key in f else None
     return {"budget": f["C"], "N_opt": f["N_opt"], "D_opt": f["D_opt"], "loss": f["L_opt"],
             "loss_interval": pair("L_opt_interval"), "N_opt_interval": pair("N_opt_interval"),
-            "D_opt_interval": pair("D_opt_interval"), "level": rep.level,
-            "extrapolation": f.get("extrapolation", 1.0), "method": "approach 3 (chinchilla), bootstrap"}
+            "level": rep.forecast_level if rep.law_forecast is not None else rep.level,
+            "extrapolation": f.get("extrapolation", 1.0), "form": f["form"]}
 
 
 def to_json(rep: Report) -> dict:
@@ -222,56 +249,10 @@ def to_json(rep: Report) -> dict:
                                                  iso.L_min_per_budget)]},
         "approach3": params(rep.chinchilla, rep.chinchilla_boot),
         "backtest": backtests,
+        "law_forms": rep.law_forecast.to_dict() if rep.law_forecast is not None else None,
         "forecast": forecast_summary(rep),
         "notes": list(rep.notes),
     }
-
-
-def verification(forecast: dict, rows: Sequence[dict], metric: str = "val_loss") -> dict:
-    """Forecast against what training the forecast's budget measured (`scaling verify`).
-
-    `rows`: the finished main rows trained at that budget (the forecast's N_opt and its
-    neighbours). Returns the measured best loss and its N, the forecast's loss error
-    (forecast / measured - 1), whether the measured loss lies inside the forecast interval,
-    N_opt's ratio to the measured best size, and where the measured optimum lies: "inside"
-    (a smaller and a larger size both lost to it; then `N_opt_measured` is the vertex of the
-    parabola in log N through the best run and its neighbours), or "at the smallest" /
-    "at the largest" size run (the true optimum may lie beyond).
-    """
-    rows = sorted(usable(rows, metric), key=lambda r: r["N"])
-    if not rows:
-        raise ValueError("verification: no finished runs with a finite loss at the forecast's budget")
-    losses = [float(r[metric]) for r in rows]
-    i = int(np.argmin(losses))
-    best = rows[i]
-    where = "inside" if 0 < i < len(rows) - 1 else ("at the smallest size run" if i == 0 else "at the largest size run")
-    n_measured = float(best["N"])
-    if where == "inside":
-        x = np.log([float(r["N"]) for r in rows[i - 1:i + 2]])
-        c2, c1, _ = np.polyfit(x, losses[i - 1:i + 2], 2)
-        if c2 > 0:
-            n_measured = float(np.exp(-c1 / (2 * c2)))
-    lo_hi = forecast.get("loss_interval")
-    error = forecast["loss"] / losses[i] - 1
-    return {
-        "budget": forecast["budget"], "runs": [{"run_id": r["run_id"], "N": r["N"], "D": r["D"], "loss": r[metric]}
-                                               for r in rows],
-        "measured_loss": losses[i], "measured_N": float(best["N"]), "N_opt_measured": n_measured,
-        "optimum": where, "forecast_loss": forecast["loss"], "loss_error": error,
-        "inside_interval": None if not lo_hi else bool(lo_hi[0] <= losses[i] <= lo_hi[1]),
-        "N_opt_ratio": forecast["N_opt"] / n_measured,
-    }
-
-
-def format_verification(v: dict) -> str:
-    inside = {True: "inside", False: "OUTSIDE", None: "no interval"}[v["inside_interval"]]
-    lines = [f"Verification at C = {v['budget']:.3g} FLOPs (trained with the sweep's own recipe):"]
-    lines += [f"  {r['run_id']:<28} N={r['N']:>12,.0f}  D={r['D']:>14,.0f}  loss={r['loss']:.4f}" for r in v["runs"]]
-    lines += [f"  forecast loss {v['forecast_loss']:.4f} vs measured best {v['measured_loss']:.4f}: "
-              f"{100 * v['loss_error']:+.2f}% ({inside} the forecast interval)",
-              f"  measured optimum {v['optimum']}, N ~ {v['N_opt_measured']:.4g}; forecast N_opt / measured = "
-              f"{v['N_opt_ratio']:.2f}x"]
-    return "\n".join(lines)
 
 
 def _interval(boot, name: str, level: float) -> str:
@@ -324,26 +305,32 @@ def format_report(rep: Report) -> str:
                 rows.append((name, f"{c:.3g}", f"{a:.4g}", f"{p:.4g}", f"{100 * (p / a - 1):+.2f}%"))
         out.append(_table("\nBacktest: fitted without the largest budget, forecasting it:",
                           ("law", "C", "measured", "predicted", "error"), rows))
+    if rep.law_forecast is not None:
+        out.append("\nLaw forms compared by a rolling-origin backtest (fit on the smaller runs, forecast "
+                   "the larger):\n" + str(rep.law_forecast.candidates))
     f = rep.forecast
-    if "C" in f and ("N_opt" in f or "N_opt_isoflop" in f):
+    if "L_opt" in f:
+        fpct = f"{100 * (rep.forecast_level if rep.law_forecast is not None else rep.level):g}%"
+
         def iv(key):
             if key + "_interval" in f:
                 lo, hi = f[key + "_interval"]
                 return f"[{lo:.4g}, {hi:.4g}]"
             return ""
-        rows = []
-        if "N_opt" in f:
-            rows += [("N_opt (approach 3)", f"{f['N_opt']:.4g}", iv("N_opt")),
-                     ("D_opt (approach 3)", f"{f['D_opt']:.4g}", iv("D_opt")),
-                     ("D/N", f"{f['D_opt'] / f['N_opt']:.1f}", ""),
-                     (f"predicted {rep.metric}", f"{f['L_opt']:.4f}", iv("L_opt"))]
+        rows = [("law form (chosen)", f["form"], ""), ("N_opt", f"{f['N_opt']:.4g}", iv("N_opt")),
+                ("D_opt", f"{f['D_opt']:.4g}", ""), ("D/N", f"{f['D_opt'] / f['N_opt']:.1f}", ""),
+                (f"predicted {rep.metric}", f"{f['L_opt']:.4f}", iv("L_opt"))]
+        if "L_opt_approach3" in f and rep.law_forecast is not None:
+            rows += [(f"{rep.metric}, approach 3 alone ({pct} bootstrap)", f"{f['L_opt_approach3']:.4f}",
+                      iv("L_opt_approach3")),
+                     ("N_opt, approach 3 alone", f"{f['N_opt_approach3']:.4g}", iv("N_opt_approach3"))]
         if "N_opt_isoflop" in f:
-            rows += [("N_opt (approach 2)", f"{f['N_opt_isoflop']:.4g}", iv("N_opt_isoflop")),
-                     ("D_opt (approach 2)", f"{f['D_opt_isoflop']:.4g}", iv("D_opt_isoflop"))]
+            rows += [(f"N_opt, approach 2 ({pct} bootstrap)", f"{f['N_opt_isoflop']:.4g}", iv("N_opt_isoflop")),
+                     ("D_opt, approach 2", f"{f['D_opt_isoflop']:.4g}", iv("D_opt_isoflop"))]
         title = f"\nForecast at C = {f['C']:.3g} FLOPs"
         if "extrapolation" in f:
             title += f" ({f['extrapolation']:.3g}x the largest budget run: an extrapolation)"
-        out.append(_table(title + ":", ("quantity", "estimate", f"{pct} interval"), rows))
+        out.append(_table(title + ":", ("quantity", "estimate", f"{fpct} interval"), rows))
     if rep.notes:
         out.append("\nNotes:\n" + "\n".join(f"  - {n}" for n in rep.notes))
     out.append("\n" + LIMITS)
