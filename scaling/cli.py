@@ -5,6 +5,7 @@
     scaling demo [--budget tiny|small|medium]     a small sweep on CPU, fit, forecast, plots
     scaling sweep EXPERIMENT.py --out DIR [--worker i --workers n]   an IsoFLOP sweep
     scaling fit RESULTS [--budget C]              laws, intervals, backtest, forecast
+    scaling fit TABLE --N col --D col --loss col [--C col] [--run col]   the same on any CSV/JSONL/parquet
     scaling plot RESULTS --out DIR                the figures
     scaling verify SWEEP_DIR [--budget C]          train the forecast's optimum and check it
 """
@@ -90,10 +91,26 @@ def cmd_sweep(args) -> int:
     return checkpoint.EXIT_OK
 
 
+def _columns(args) -> dict | None:
+    """--N/--D/--loss[/--C/--run]: the columns of a table that is not a sweep's results."""
+    given = {k: getattr(args, k) for k in ("N", "D", "loss", "C", "run") if getattr(args, k) is not None}
+    if not given:
+        if str(args.results).lower().endswith((".csv", ".tsv", ".parquet")):
+            raise ValueError(f"results={args.results!r}: not a sweep table; name its columns with --N, --D and --loss "
+                             "(and --C, --run if it has them)")
+        return None
+    missing = [k for k in ("N", "D", "loss") if k not in given]
+    if missing:
+        raise ValueError(f"--{missing[0]}: required with {', '.join('--' + k for k in given)} (a table needs --N, "
+                         "--D and --loss)")
+    return given
+
+
 def cmd_fit(args) -> int:
     from scaling import pipeline
 
-    pipeline.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric)
+    pipeline.summarize(args.results, budget=args.budget, n_bootstrap=args.bootstrap, metric=args.metric,
+                       columns=_columns(args))
     return 0
 
 
@@ -143,8 +160,15 @@ def _add_sweep_commands(sub) -> None:
 
     for name, fn, helptext in (("fit", cmd_fit, "fit approach 2 and 3 to a results table and forecast"),
                                ("plot", cmd_plot, "figures of a results table (PNG)")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("results", help="a sweep dir or its results.jsonl (local or gs://)")
+        p = sub.add_parser(name, help=helptext,
+                           description="RESULTS: a sweep dir or its results.jsonl, or any CSV/TSV, JSONL or parquet "
+                                       "table with --N, --D, --loss (and --C, --run) naming its columns. "
+                                       "`fit` writes report.txt and report.json beside the table.")
+        p.add_argument("results", help="a sweep dir or its results.jsonl, or a table file (local or gs://)")
+        for flag, what in (("N", "parameters"), ("D", "training tokens"), ("loss", "loss to fit"),
+                           ("C", "training FLOPs (optional: default 6ND; equal C = one IsoFLOP budget)"),
+                           ("run", "run id (optional: a run's rows are its evaluations; its last one is fitted)")):
+            p.add_argument(f"--{flag}", default=None, metavar="COLUMN", help=f"table column: {what}")
         p.add_argument("--budget", type=float, default=None, help="forecast budget in FLOPs (default 10x the largest)")
         p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
         p.add_argument("--metric", default="val_loss", help="loss column to fit (val_loss, val_bpb, train_loss)")

@@ -24,23 +24,37 @@ REPORT_JSON = "report.json"
 
 
 def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, seed: int = 0,
-              metric: str = "val_loss", plot_dir=None, write: bool = True) -> Report:
-    """Read a sweep's table (a directory or a results.jsonl, local or gs://), fit, print the
-    report (also saved as report.txt beside the table when `write`), and draw the figures
-    into `plot_dir` when given."""
-    rows = results_lib.read_rows(path)
-    if not rows:
-        raise ValueError(f"results={str(path)!r}: no rows (is it a sweep directory or a results.jsonl?)")
+              metric: str = "val_loss", plot_dir=None, write: bool = True, columns: dict | None = None) -> Report:
+    """Read a table, fit, print the report (also saved as report.txt and report.json when
+    `write`), and draw the figures into `plot_dir` when given.
+
+    `path`: a sweep directory or its results.jsonl (local or gs://): the report files go beside
+    the table. With `columns` (`N`, `D`, `loss` and optionally `C`, `run`: column names, see
+    `scaling.tables.to_rows`), any CSV, JSONL or parquet file: the report files are
+    <table>.report.txt and <table>.report.json beside it.
+    """
+    if columns is not None:
+        from scaling import tables
+
+        rows = tables.to_rows(tables.read_table(path), **columns)
+        p = paths.path(path)
+        targets = (p.parent / f"{p.stem}.report.txt", p.parent / f"{p.stem}.report.json")
+    else:
+        rows = results_lib.read_rows(path)
+        if not rows:
+            raise ValueError(f"results={str(path)!r}: no rows (a sweep directory or a results.jsonl; for another "
+                             "table give its columns: --N, --D, --loss)")
+        directory = results_lib.results_path(path).parent
+        targets = (directory / REPORT_FILE, directory / REPORT_JSON)
     rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
     text = format_report(rep)
     print(text, flush=True)
     if write:
-        directory = results_lib.results_path(path).parent
         try:
-            paths.write_atomic(directory / REPORT_FILE, text + "\n")
-            paths.write_atomic(directory / REPORT_JSON, json.dumps(report.to_json(rep), indent=1))
+            paths.write_atomic(targets[0], text + "\n")
+            paths.write_atomic(targets[1], json.dumps(report.to_json(rep), indent=1))
         except OSError as e:  # a read-only table still gets its report printed
-            print(f"scaling: could not write the report beside {directory}: {e}", file=sys.stderr)
+            print(f"scaling: could not write {targets[0]}: {e}", file=sys.stderr)
     if plot_dir is not None:
         from scaling import plot
 

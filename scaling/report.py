@@ -90,12 +90,22 @@ def fit_results(rows: Sequence[dict], *, budget: float | None = None, n_bootstra
     from scaling import fit
 
     rows = usable(rows, metric)
+    finished = [r for r in rows if r.get("final", True)]
+    if len(finished) < len(rows):
+        rep_note = (f"{len(rows) - len(finished)} intermediate evaluations left out: a run's loss before its "
+                    "schedule decayed is biased high, so only each run's last point (and WSD cooldown "
+                    "branch ends) is fitted")
+        rows = finished
+    else:
+        rep_note = None
     main = [r for r in rows if r.get("branch") is None]
     methods = {r.get("flops_method") for r in rows} - {None}
     rep = Report(rows=rows, metric=metric, level=level, budget=budget,
                  flops_method=methods.pop() if len(methods) == 1 else None)
     if len(methods) > 0:
         rep.notes.append("rows mix FLOP accountings; C is not comparable across them")
+    if rep_note:
+        rep.notes.append(rep_note)
     if not main:
         rep.notes.append(f"no finished runs with a finite {metric}: nothing to fit")
         return rep
