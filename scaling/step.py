@@ -214,7 +214,8 @@ def _init_params_for(model_cfg: ModelConfig, mesh: Mesh) -> Callable:
     """Jitted seed -> (params, rest), params placed by `state_shardings` on `mesh`, rest
     replicated (cached per model shape: compiling the initialisers costs seconds on CPU).
     Each device computes only its own shards: JAX's partitionable threefry draws the same
-    numbers whatever the sharding."""
+    numbers whatever the sharding. Remat changes no parameter: one init serves every policy."""
+    model_cfg = model_cfg.replace(remat="none")
     key = ("init", model_cfg, tuple(int(d.id) for d in mesh.devices.flat), _mesh_key(mesh))
     if key not in _EVAL_STEPS:
         def init_fn(seed):
