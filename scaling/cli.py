@@ -68,8 +68,11 @@ def cmd_sweep(args) -> int:
     if args.plan_only:
         from scaling.sweep.throughput import measured_flops_per_s
 
+        import jax
+
         fps, source = measured_flops_per_s()
-        print(sweep.format_plan(sweep.plan(cfg), flops_per_s=fps, source=source))
+        print(sweep.format_plan(sweep.plan(cfg), flops_per_s=fps, source=source, devices=jax.device_count(),
+                                device_kind=jax.devices()[0].device_kind))
         return 0
     if args.distributed or args.coordinator is not None:
         from scaling.checkpoint import initialize_distributed
