@@ -14,8 +14,9 @@ shape (devices / f, f): fully sharded data parallelism (ZeRO-3, Rajbhandari et a
 PyTorch's FSDP, Zhao et al. 2023) written as `NamedSharding` annotations only. Each matrix
 of the parameters, of the AdamW moments and of the gradients is split over `fsdp` along one
 dimension (`scaling.memory.fsdp_axis`), vectors are replicated, the batch's rows are split
-over both axes; XLA's SPMD partitioner gathers a layer's weights where they are used and
-reduce-scatters their gradients. Nothing is hand-written: `jit` with out_shardings and
+over both axes; XLA's SPMD partitioner all-gathers a layer's weights where they are used and
+reduces each gradient into its shards (a reduce-scatter on GPUs and TPUs; XLA:CPU
+all-reduces and slices). Nothing is hand-written: `jit` with out_shardings and
 `with_sharding_constraint` on the gradients. The same code runs on 1 device and on many,
 on one host and on many: each host builds only its own rows and
 `jax.make_array_from_process_local_data` assembles the global batch.
@@ -250,8 +251,8 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
     else:
         param_sh = state_shardings(abstract_params, mesh)
         opt_sh = state_shardings(jax.eval_shape(tx.init, abstract_params), mesh)
-        # Gradients live where their parameters do: XLA reduce-scatters each layer's
-        # gradient as the backward pass produces it, never holding the whole set.
+        # Gradients live where their parameters do: XLA reduces each layer's gradient into
+        # its shards as the backward pass produces it, never holding the whole set.
         shard_grads = lambda grads: jax.lax.with_sharding_constraint(grads, param_sh)  # noqa: E731
 
     init_params = _init_params_for(model_cfg, mesh)
