@@ -3,6 +3,7 @@
     python bench/gpu_step.py                 # ~124M GPT (D 768, L 12, H 12, T 1024, V 50304), bf16
     python bench/gpu_step.py --batch 8 --steps 30
     python bench/gpu_step.py --tiny          # a tiny member on CPU (what the tests run)
+    python bench/gpu_step.py --remat block   # activation checkpointing (ModelConfig.remat)
 
 Self-contained: no network, no pip install (the repository root is put on sys.path), only
 jax/flax/optax APIs present in jax 0.10 and 0.11. The model computes in bfloat16
@@ -18,7 +19,9 @@ What it does (a few minutes on an H100):
     random batch: median step time, tokens/s, and MFU = scaling.flops.per_step(cfg, B,
     "palm") / step time / the card's dense bf16 peak (scaling.flops.PEAK_BF16_FLOPS; on CPU
     the measured float32 matmul rate instead).
-If the batch does not fit in memory it is halved (and says so) until it does.
+If the batch does not fit in memory it is halved (and says so) until it does. The JSON also
+holds `scaling.memory`'s estimate of the step's bytes on this chip beside the allocator's
+measured peak, to calibrate the plan.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np  # noqa: E402
 from train_step import scaling_step  # noqa: E402  (bench/train_step.py: scaling's own compiled step)
 
 from scaling import flops as flops_lib  # noqa: E402
+from scaling import memory as memory_lib  # noqa: E402
 from scaling.config import ModelConfig  # noqa: E402
 from scaling.model import init  # noqa: E402
 
@@ -91,11 +95,11 @@ def peak_flops(device) -> tuple[float, str]:
 def run(args, batch: int) -> dict:
     dev = jax.devices()[0]
     cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab,
-                      seq_len=args.seq_len, dtype=args.dtype, attention=args.attention)
+                      seq_len=args.seq_len, dtype=args.dtype, attention=args.attention, remat=args.remat)
     out = {"device": str(dev), "device_kind": dev.device_kind, "platform": dev.platform, "jax": jax.__version__,
            "model": {"d_model": cfg.d_model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                      "seq_len": cfg.seq_len, "vocab_size": cfg.vocab_size, "dtype": cfg.dtype,
-                     "attention": cfg.attention},
+                     "attention": cfg.attention, "remat": cfg.remat},
            "params": flops_lib.param_counts(cfg).total, "batch": batch}
 
     t0 = time.perf_counter()
@@ -151,6 +155,13 @@ def run(args, batch: int) -> dict:
         out["peak_memory_gb"] = stats.get("peak_bytes_in_use", 0) / 2**30
     except Exception:  # not every backend has memory_stats
         pass
+    from scaling.config import RunConfig, TrainConfig
+    from scaling.data import DataConfig
+
+    plan = memory_lib.plan(RunConfig(model=cfg, data=DataConfig(), train=TrainConfig(tokens=1, global_batch_size=batch)),
+                           1, 1, dev.device_kind)
+    out["memory_plan_gb"] = plan.total / 2**30
+    out["memory_plan_activations_gb"] = plan.activations / 2**30
 
     finite = all(math.isfinite(x) for x in losses) and math.isfinite(out["final_loss"])
     decreasing = losses[-1] < losses[0] - args.min_drop
@@ -172,6 +183,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--attention", default="auto", choices=["auto", "blocked", "cudnn"],
                     help="ModelConfig.attention (auto = cuDNN flash attention on a GPU in bf16)")
+    ap.add_argument("--remat", default="none", choices=["none", "block", "dots_saveable"],
+                    help="ModelConfig.remat: activation checkpointing of each block")
     ap.add_argument("--steps", type=int, default=30, help="timed steps")
     ap.add_argument("--check-steps", type=int, default=8, help="training steps of the loss-decrease check")
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -68,11 +68,14 @@ def cmd_sweep(args) -> int:
 
     cfg = experiment.load(args.experiment, args.set, expect=sweep.SweepConfig)
     if args.plan_only:
+        import jax
+
         from scaling.sweep.throughput import measured_flops_per_s
 
         fps, source = measured_flops_per_s()
         runs = sweep.plan(cfg)
-        print(sweep.format_plan(runs, flops_per_s=fps, source=source))
+        print(sweep.format_plan(runs, flops_per_s=fps, source=source, devices=jax.device_count(),
+                                device_kind=jax.devices()[0].device_kind))
         sweep.check_repeats(runs, cfg.max_epochs)  # the plan is shown, then why it would not start
         return 0
     if args.distributed or args.coordinator is not None:

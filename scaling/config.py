@@ -34,6 +34,7 @@ FFN_KINDS = ("gelu", "swiglu")
 POSITION_KINDS = ("learned", "rotary")
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KINDS = ("auto", "blocked", "cudnn")
+REMAT_POLICIES = ("none", "block", "dots_saveable")
 # The FLOP accountings of `scaling.flops` (listed here so that configs validate without it).
 FLOPS_METHODS = ("6n", "kaplan", "chinchilla", "palm")
 
@@ -65,6 +66,13 @@ class ModelConfig:
         over query blocks, skipping fully masked key blocks; fastest on CPU), "cudnn"
         (`jax.nn.dot_product_attention(implementation="cudnn")`, flash attention on NVIDIA
         GPUs, bf16/fp16 only), or "auto" (cudnn on a GPU in bf16/fp16, else blocked).
+      remat: activation checkpointing of each block (`jax.checkpoint` via `nnx.remat`):
+        "none" keeps every activation the backward pass needs; "block" keeps only each
+        block's input and recomputes the block in the backward pass (about one extra
+        forward: XLA's FLOP count rises, the model FLOPs and so MFU do not); "dots_saveable"
+        keeps the matmul outputs and recomputes the cheap elementwise ops between them
+        (`jax.checkpoint_policies.dots_saveable`). The same losses either way; memory:
+        `scaling.memory`.
     """
 
     d_model: int
@@ -84,6 +92,7 @@ class ModelConfig:
     rope_base: float = 10_000.0
     init_std: float = 0.02
     attention: Literal["auto", "blocked", "cudnn"] = "auto"
+    remat: Literal["none", "block", "dots_saveable"] = "none"
 
     def __post_init__(self):
         c = "ModelConfig"
@@ -103,6 +112,7 @@ class ModelConfig:
             fail(c, "head_dim", self.k, "rotary positions need an even head dimension")
         check_choice(c, "dtype", self.dtype, DTYPES)
         check_choice(c, "attention", self.attention, ATTENTION_KINDS)
+        check_choice(c, "remat", self.remat, REMAT_POLICIES)
         if self.attention == "cudnn" and self.dtype == "float32":
             fail(c, "attention", self.attention, "cuDNN flash attention needs dtype bfloat16 or float16")
         check_bool(c, "tie_embeddings", self.tie_embeddings)
@@ -159,6 +169,13 @@ class TrainConfig:
       (the same update; float32 results agree to rounding, not bitwise); evaluations,
       checkpoints, WSD forks and preemption checks happen at block boundaries, which are
       aligned to them. 1 (default) dispatches every step.
+
+    mesh_fsdp: the devices form a 2-D mesh (data, fsdp) with data = devices / mesh_fsdp.
+      Parameters, gradients and AdamW state are sharded over `fsdp` (ZeRO-3 / FSDP: each
+      matrix split along one dimension, gathered by XLA where a layer uses it), the batch's
+      rows over both axes. 1 (default) is plain data parallelism, parameters replicated.
+      It must divide the device count (checked when the mesh is built); a run may resume
+      with another value (checkpoints are restored onto the new mesh).
     """
 
     tokens: int
@@ -188,11 +205,12 @@ class TrainConfig:
     keep_checkpoints: int = 2
     divergence_factor: float = 3.0   # loss above this x its running mean = diverged
     progress: bool = True
+    mesh_fsdp: int = 1               # devices per parameter shard group (FSDP); see above
 
     def __post_init__(self):
         c = "TrainConfig"
         for name in ("tokens", "global_batch_size", "grad_accum", "eval_batches", "keep_checkpoints",
-                     "exact_match_span", "log_every", "steps_per_dispatch"):
+                     "exact_match_span", "log_every", "steps_per_dispatch", "mesh_fsdp"):
             check_int(c, name, getattr(self, name), low=1)
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
             check_int(c, name, getattr(self, name), low=0)

@@ -4,6 +4,10 @@ One block is the GPT-2 / nanoGPT pre-LayerNorm block (Radford et al. 2019):
 
     x = x + Attention(LN(x));  x = x + FFN(LN(x))
 
+`ModelConfig.remat` wraps each block in `nnx.remat` (`jax.checkpoint`): the backward pass
+recomputes what the policy did not keep (Chen et al. 2016, "Training Deep Nets with Sublinear
+Memory Cost"); the values, and so the losses, are the same.
+
 `loops` re-applies the whole stack of `n_layers` blocks with shared weights (a "looped"
 Transformer, e.g. Dehghani et al. 2019 "Universal Transformers"; Giannou et al. 2023): the
 compute per token grows by `loops`, the parameter count does not. Scaling laws in N alone
@@ -107,6 +111,15 @@ class Block(nnx.Module):
         return x_BxTxD + self.ffn(self.ln_ffn(x_BxTxD))
 
 
+# ModelConfig.remat -> the jax.checkpoint policy of each block: "block" keeps nothing but the
+# block's input; "dots_saveable" keeps every matmul's output.
+_REMAT_POLICIES = {"block": None, "dots_saveable": jax.checkpoint_policies.dots_saveable}
+
+
+def _apply_block(block: Block, x_BxTxD: jax.Array) -> jax.Array:
+    return block(x_BxTxD)
+
+
 class Transformer(nnx.Module):
     """Decoder-only Transformer: tokens_BxT (int) -> logits_BxTxV (float32)."""
 
@@ -133,9 +146,12 @@ class Transformer(nnx.Module):
         x_BxTxD = self.embed(tokens_BxT)
         if cfg.positions == "learned":
             x_BxTxD = x_BxTxD + self.pos_embed(jnp.arange(T))[None]
+        apply = _apply_block
+        if cfg.remat != "none":
+            apply = nnx.remat(_apply_block, policy=_REMAT_POLICIES[cfg.remat])
         for _ in range(cfg.loops):
             for block in self.blocks:
-                x_BxTxD = block(x_BxTxD)
+                x_BxTxD = apply(block, x_BxTxD)
         B, _, D = x_BxTxD.shape
         x_NxD = self.ln_final(x_BxTxD).reshape(B * T, D)
         if cfg.tie_embeddings:

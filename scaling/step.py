@@ -1,16 +1,25 @@
 """The compiled functions of training: mesh, placement, optimizer, step, evaluation.
 
-    mesh = data_mesh()                          # 1-D ("data",) over every device of every host
+    mesh = make_mesh(cfg.train.mesh_fsdp)       # ("data",) or ("data", "fsdp") over every device
     compiled = train_step_for(cfg, mesh)        # cached per shape: one compile per sweep shape
     params, rest, opt_state = compiled.init(np.int32(seed))
     params, opt_state, metrics = compiled.step(params, opt_state, rest, put_batch(mesh, rows, B), lr)
 
-The step: one `jax.jit` function, data-parallel with pmap semantics over a 1-D mesh
-`Mesh(devices, ("data",))` with Auto axis types (not `jax.make_mesh`'s Explicit default, see
-the field notes): parameters and optimizer state replicated (`P()`), the batch split along
-its rows (`P("data")`); XLA inserts the all-reduce that averages gradients. The same code
-runs on 1 device and on many, on one host and on many: each host builds only its own rows
-and `jax.make_array_from_process_local_data` assembles the global batch.
+The step: one `jax.jit` function over a mesh with Auto axis types (`Mesh(...)`, not
+`jax.make_mesh`'s Explicit default, see the field notes). With `TrainConfig.mesh_fsdp = 1`
+the mesh is 1-D, `("data",)`: data-parallel with pmap semantics, parameters and optimizer
+state replicated (`P()`), the batch split along its rows (`P("data")`), and XLA inserts the
+all-reduce that averages gradients. With mesh_fsdp = f > 1 it is 2-D, `("data", "fsdp")` of
+shape (devices / f, f): fully sharded data parallelism (ZeRO-3, Rajbhandari et al. 2020;
+PyTorch's FSDP, Zhao et al. 2023) written as `NamedSharding` annotations only. Each matrix
+of the parameters, of the AdamW moments and of the gradients is split over `fsdp` along one
+dimension (`scaling.memory.fsdp_axis`), vectors are replicated, the batch's rows are split
+over both axes; XLA's SPMD partitioner all-gathers a layer's weights where they are used and
+reduces each gradient into its shards (a reduce-scatter on GPUs and TPUs; XLA:CPU
+all-reduces and slices). Nothing is hand-written: `jit` with out_shardings and
+`with_sharding_constraint` on the gradients. The same code runs on 1 device and on many,
+on one host and on many: each host builds only its own rows and
+`jax.make_array_from_process_local_data` assembles the global batch.
 
 The step is a pure function of (params, opt_state, rest, tokens, lr): the model is split
 once (`nnx.split(model, nnx.Param, ...)`) and merged inside the traced function. The
@@ -48,6 +57,7 @@ from jax.sharding import PartitionSpec as P
 
 from scaling import flops as flops_lib
 from scaling.config import ModelConfig, RunConfig
+from scaling.memory import fsdp_axis
 from scaling.model import init
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -63,12 +73,50 @@ def data_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices), ("data",))
 
 
+def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
+    """The mesh of `TrainConfig.mesh_fsdp = fsdp` over `devices` (default: all of every host):
+    `data_mesh` for 1, else ("data", "fsdp") of shape (devices / fsdp, fsdp). Consecutive
+    devices (those of one host first) form an fsdp group, so the weight gathers stay on the
+    fastest links when a group fits in a host."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not (isinstance(fsdp, int) and fsdp >= 1) or len(devices) % fsdp:
+        raise ValueError(f"TrainConfig.mesh_fsdp={fsdp!r}: must divide the {len(devices)} devices "
+                         f"(mesh data x fsdp = {len(devices)})")
+    if fsdp == 1:
+        return data_mesh(devices)
+    return Mesh(np.array(devices).reshape(len(devices) // fsdp, fsdp), ("data", "fsdp"))
+
+
+def mesh_fsdp(mesh: Mesh) -> int:
+    """The size of `mesh`'s fsdp axis (1 for a data-parallel mesh)."""
+    return int(dict(mesh.shape).get("fsdp", 1))
+
+
 def _replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def _row_axes(mesh: Mesh):
+    """The mesh axes a batch's rows are split over: every axis ("data" alone on a 1-D mesh)."""
+    return "data" if mesh.axis_names == ("data",) else tuple(mesh.axis_names)
+
+
 def _rows(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+    return NamedSharding(mesh, P(_row_axes(mesh)))
+
+
+def sharding_of(shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
+    """Where an array of `shape` of the training state lives on `mesh`: split over "fsdp"
+    along `scaling.memory.fsdp_axis(shape)`, else replicated (always on a data mesh)."""
+    axis = fsdp_axis(tuple(shape), mesh_fsdp(mesh))
+    if axis is None:
+        return _replicated(mesh)
+    return NamedSharding(mesh, P(*("fsdp" if i == axis else None for i in range(len(shape)))))
+
+
+def state_shardings(tree, mesh: Mesh):
+    """`sharding_of` every array (or ShapeDtypeStruct) of a state tree: params or AdamW state."""
+    return jax.tree.map(lambda x: sharding_of(x.shape, mesh), tree)
 
 
 def host_rows(mesh: Mesh) -> tuple[int, int]:
@@ -86,7 +134,7 @@ def put_batch(mesh: Mesh, local_BxT1: np.ndarray, global_rows: int) -> jax.Array
 def put_batches(mesh: Mesh, local_KxBxT1: np.ndarray, global_rows: int) -> jax.Array:
     """K batches of this host's rows -> one [K, global rows, T + 1] array, rows sharded P(None, 'data')."""
     K, _, T1 = local_KxBxT1.shape
-    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, "data")), local_KxBxT1,
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, _row_axes(mesh))), local_KxBxT1,
                                                   (K, global_rows, T1))
 
 
@@ -133,12 +181,18 @@ class StepKey:
     eps: float
     grad_clip: float
     device_ids: tuple[int, ...]
+    mesh_shape: tuple[tuple[str, int], ...] = ()  # (("data", 4), ("fsdp", 2)): how the devices are arranged
 
     @classmethod
     def of(cls, cfg: RunConfig, mesh: Mesh) -> "StepKey":
         t = cfg.train
         return cls(cfg.model, t.global_batch_size, t.grad_accum, float(t.weight_decay), float(t.beta1),
-                   float(t.beta2), float(t.eps), float(t.grad_clip), tuple(int(d.id) for d in mesh.devices.flat))
+                   float(t.beta2), float(t.eps), float(t.grad_clip), tuple(int(d.id) for d in mesh.devices.flat),
+                   _mesh_key(mesh))
+
+
+def _mesh_key(mesh: Mesh) -> tuple[tuple[str, int], ...]:
+    return tuple((str(k), int(v)) for k, v in mesh.shape.items())
 
 
 @dataclasses.dataclass
@@ -147,7 +201,7 @@ class CompiledStep:
 
     key: StepKey
     graphdef: Any
-    init: Callable  # int32 seed -> (params, rest, opt_state), replicated
+    init: Callable  # int32 seed -> (params, rest, opt_state), placed by `state_shardings`
     step: Callable  # (params, opt_state, rest, tokens_BxT1, lr) -> (params, opt_state, metrics)
     steps: Callable  # (params, opt_state, rest, tokens_KxBxT1, lrs_K, valid_K) -> (params, opt_state, metrics_K)
     copy: Callable  # tree -> a device copy (for WSD branches)
@@ -158,9 +212,12 @@ _EVAL_STEPS: dict[tuple, Callable] = {}
 
 
 def _init_params_for(model_cfg: ModelConfig, mesh: Mesh) -> Callable:
-    """Jitted seed -> (params, rest), replicated on `mesh` (cached per model shape: compiling
-    the initialisers costs seconds on CPU)."""
-    key = ("init", model_cfg, tuple(int(d.id) for d in mesh.devices.flat))
+    """Jitted seed -> (params, rest), params placed by `state_shardings` on `mesh`, rest
+    replicated (cached per model shape: compiling the initialisers costs seconds on CPU).
+    Each device computes only its own shards: JAX's partitionable threefry draws the same
+    numbers whatever the sharding. Remat changes no parameter: one init serves every policy."""
+    model_cfg = model_cfg.replace(remat="none")
+    key = ("init", model_cfg, tuple(int(d.id) for d in mesh.devices.flat), _mesh_key(mesh))
     if key not in _EVAL_STEPS:
         def init_fn(seed):
             TRACE_COUNTS["init"] += 1
@@ -168,7 +225,13 @@ def _init_params_for(model_cfg: ModelConfig, mesh: Mesh) -> Callable:
             _, params, rest = nnx.split(init(model_cfg, jax.random.key(seed)), nnx.Param, ...)
             return params, rest
 
-        _EVAL_STEPS[key] = jax.jit(init_fn, out_shardings=_replicated(mesh))
+        repl = _replicated(mesh)
+        if mesh_fsdp(mesh) == 1:
+            shardings = repl
+        else:
+            _, abstract, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
+            shardings = (state_shardings(abstract, mesh), repl)
+        _EVAL_STEPS[key] = jax.jit(init_fn, out_shardings=shardings)
     return _EVAL_STEPS[key]
 
 
@@ -179,12 +242,21 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
         return _TRAIN_STEPS[key]
     model_cfg, accum, B = key.model, key.grad_accum, key.global_batch_size
     tx = make_optimizer(key.weight_decay, key.beta1, key.beta2, key.eps, key.grad_clip)
-    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
+    graphdef, abstract_params, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
     repl = _replicated(mesh)
     n_dev = mesh.size
+    if mesh_fsdp(mesh) == 1:  # data parallel: everything replicated, exactly as without FSDP
+        param_sh = opt_sh = repl
+        shard_grads = lambda grads: grads  # noqa: E731
+    else:
+        param_sh = state_shardings(abstract_params, mesh)
+        opt_sh = state_shardings(jax.eval_shape(tx.init, abstract_params), mesh)
+        # Gradients live where their parameters do: XLA reduces each layer's gradient into
+        # its shards as the backward pass produces it, never holding the whole set.
+        shard_grads = lambda grads: jax.lax.with_sharding_constraint(grads, param_sh)  # noqa: E731
 
     init_params = _init_params_for(model_cfg, mesh)
-    init_opt = jax.jit(tx.init, out_shardings=repl)
+    init_opt = jax.jit(tx.init, out_shardings=opt_sh)
 
     def init_fn(seed):
         params, rest = init_params(seed)
@@ -200,20 +272,22 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
         TRACE_COUNTS["train_step"] += 1
         if accum == 1:
             loss, grads = grad_fn(params, rest, tokens_BxT1)
+            grads = shard_grads(grads)
         else:
             T1 = tokens_BxT1.shape[1]
             # Microbatch a = rows a, a + accum, a + 2 accum, ...: with contiguous row shards
             # every microbatch is spread over all devices.
             micro_AxMxT1 = tokens_BxT1.reshape(B // accum, accum, T1).swapaxes(0, 1)
             if (B // accum) % n_dev == 0:
-                micro_AxMxT1 = jax.lax.with_sharding_constraint(micro_AxMxT1, NamedSharding(mesh, P(None, "data")))
+                micro_AxMxT1 = jax.lax.with_sharding_constraint(micro_AxMxT1,
+                                                                NamedSharding(mesh, P(None, _row_axes(mesh))))
 
             def body(carry, tokens_MxT1):
                 loss_sum, grad_sum = carry
                 loss, grads = grad_fn(params, rest, tokens_MxT1)
-                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+                return (loss_sum + loss, shard_grads(jax.tree.map(jnp.add, grad_sum, shard_grads(grads)))), None
 
-            zeros = jax.tree.map(jnp.zeros_like, params)
+            zeros = shard_grads(jax.tree.map(jnp.zeros_like, params))
             (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro_AxMxT1)
             loss = loss_sum / accum
             grads = jax.tree.map(lambda g: g / accum, grad_sum)
@@ -239,12 +313,14 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
         (params, opt_state), metrics_K = jax.lax.scan(body, (params, opt_state), (tokens_KxBxT1, lrs_K, valid_K))
         return params, opt_state, metrics_K
 
+    state_out = (param_sh, opt_sh, repl)
     compiled = CompiledStep(
         key=key, graphdef=graphdef,
         init=init_fn,
-        step=jax.jit(step_fn, donate_argnums=(0, 1), out_shardings=repl),
-        steps=jax.jit(steps_fn, donate_argnums=(0, 1), out_shardings=repl),
-        copy=jax.jit(lambda tree: jax.tree.map(lambda x: x.copy(), tree), out_shardings=repl),
+        step=jax.jit(step_fn, donate_argnums=(0, 1), out_shardings=state_out),
+        steps=jax.jit(steps_fn, donate_argnums=(0, 1), out_shardings=state_out),
+        # No out_shardings: a copy stays where its input is (params or optimizer state).
+        copy=jax.jit(lambda tree: jax.tree.map(lambda x: x.copy(), tree)),
     )
     _TRAIN_STEPS[key] = compiled
     return compiled
@@ -262,7 +338,7 @@ def step_xla_flops(cfg: RunConfig, mesh: Mesh | None = None) -> float:
 
 def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh) -> Callable:
     """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape)."""
-    key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat))
+    key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat), _mesh_key(mesh))
     if key in _EVAL_STEPS:
         return _EVAL_STEPS[key]
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)

@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from scaling import flops as flops_lib
-from scaling import paths, schedules
+from scaling import memory, paths, schedules
 from scaling import step as step_lib
 from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
@@ -68,6 +68,20 @@ def _jsonable(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(to_dict(cfg)))
 
 
+# Fields that change where and how a run computes, not what: a run may resume with them
+# changed (trained on an 8x1 mesh, resumed as 4x2; remat turned on after running out of memory).
+_LAYOUT_FIELDS = (("train", "mesh_fsdp"), ("model", "remat"))
+
+
+def _same_run(stored: dict | None, cfg: RunConfig) -> bool:
+    def what(config: dict) -> dict:
+        config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+        for part, field in _LAYOUT_FIELDS:
+            config.get(part, {}).pop(field, None)
+        return config
+    return stored is not None and what(stored) == what(_jsonable(cfg))
+
+
 def read_run_json(out_dir) -> dict | None:
     path = paths.path(out_dir) / "run.json"
     if not path.exists():
@@ -101,16 +115,39 @@ def _check_fits(cfg: RunConfig, mesh: Mesh) -> None:
         raise ValueError(f"TrainConfig.exact_match_span={cfg.train.exact_match_span}: longer than seq_len={T}")
 
 
+def plan_memory(cfg: RunConfig, mesh: Mesh, device_kind: str | None = None) -> memory.MemoryPlan:
+    """The run's bytes per device on `mesh`, printed by process 0; a ValueError naming the
+    smallest mesh that fits when it exceeds the chip's memory. `device_kind` defaults to the
+    mesh's devices; CPUs have no known limit (pass a kind to plan for another chip)."""
+    fsdp = step_lib.mesh_fsdp(mesh)
+    if fsdp != cfg.train.mesh_fsdp:
+        raise ValueError(f"TrainConfig.mesh_fsdp={cfg.train.mesh_fsdp}: the mesh given has fsdp={fsdp} "
+                         f"({dict(mesh.shape)}); build it with scaling.step.make_mesh(cfg.train.mesh_fsdp)")
+    device = mesh.devices.flat[0]
+    kind, capacity = device_kind, None
+    if kind is None:
+        kind = device.device_kind
+        if device.platform != "cpu":  # what XLA's allocator may use (JAX preallocates 75% on GPUs)
+            capacity = (device.memory_stats() or {}).get("bytes_limit")
+    plan = memory.check_fits(cfg, mesh.size // fsdp, fsdp, kind, capacity=capacity)
+    if jax.process_index() == 0:
+        print(f"{cfg.name}: {memory.format_plan(plan)}", flush=True)
+    return plan
+
+
 class Trainer:
     """One run's state and the loop over it; `fit()` returns the `RunResult`.
 
     Built by `run`. Holds the compiled functions, data, checkpointer, metric writers (process
     0 only), FLOP accounting and loss monitor, and the model state (params, opt_state).
+    `device_kind` plans the memory for that chip instead of the mesh's (`plan_memory`).
     """
 
-    def __init__(self, cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh | None = None):
-        mesh = mesh if mesh is not None else step_lib.data_mesh()
+    def __init__(self, cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh | None = None,
+                 device_kind: str | None = None):
+        mesh = mesh if mesh is not None else step_lib.make_mesh(cfg.train.mesh_fsdp)
         _check_fits(cfg, mesh)
+        self.memory = plan_memory(cfg, mesh, device_kind)
         self.t_start = time.perf_counter()
         self.cfg, self.mesh, self.out_dir = cfg, mesh, out_dir
         self.out = paths.path(out_dir)
@@ -389,11 +426,12 @@ def run(cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh |
     A run whose run.json says finished (or diverged) returns its stored result without
     training. Writes metrics.jsonl, tensorboard/, checkpoints/ and run.json (process 0).
     `hooks` are called every step after the FLOP accounting (see `scaling.hooks`).
-    `mesh` (default `scaling.step.data_mesh()`: all devices) is the 1-D ("data",) mesh.
+    `mesh` (default `scaling.step.make_mesh(cfg.train.mesh_fsdp)`: all devices) is the
+    ("data",) or ("data", "fsdp") mesh; a run may resume on another mesh shape.
     """
     stored = read_run_json(out_dir)
     if stored is not None:
-        if stored.get("config") != _jsonable(cfg):
+        if not _same_run(stored.get("config"), cfg):
             raise ValueError(f"out_dir={str(out_dir)!r}: holds a run with a different config; use another --out")
         if stored.get("status") in ("finished", "diverged") and stored.get("result"):
             return RunResult(**stored["result"])

@@ -152,3 +152,42 @@ def test_relative_directory_saves_and_restores(tmp_path, monkeypatch):
     again.close()
     np.testing.assert_array_equal(np.asarray(restored["w"]), np.asarray(state["w"]))
     assert meta == {"step": 3}
+
+
+# Sharded state onto another mesh shape.
+def test_resume_onto_another_mesh_shape(metric_lines, sigterm_at, tiny_run, tmp_path):
+    """Trained as 8 x 1 (data parallel), preempted, resumed as 4 x 2 (FSDP): the restore puts
+    the checkpoint's arrays on the new mesh's shardings and the run continues to the losses
+    of the uninterrupted run."""
+    ref = train.run(tiny_run(20, checkpoint_every=5), tmp_path / "ref")
+    stopped = train.run(tiny_run(20, checkpoint_every=5), tmp_path / "run", hooks=[sigterm_at(8)])
+    assert stopped.status == "preempted" and stopped.steps == 8
+    resumed = train.run(tiny_run(20, checkpoint_every=5, mesh_fsdp=2), tmp_path / "run")
+    assert resumed.status == "finished" and resumed.steps == 20
+    a, b = metric_lines(tmp_path / "ref"), metric_lines(tmp_path / "run")
+    assert [x["step"] for x in b] == list(range(1, 21))
+    np.testing.assert_allclose([x["loss"] for x in b], [x["loss"] for x in a], rtol=1e-5)
+    assert resumed.points[0]["val_loss"] == pytest.approx(ref.points[0]["val_loss"], rel=1e-5)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["train"]["mesh_fsdp"] == 2
+    with pytest.raises(ValueError, match="different config"):  # the mesh may change, the run may not
+        train.run(tiny_run(20, checkpoint_every=5, mesh_fsdp=2, lr=1e-3), tmp_path / "run")
+
+
+@pytest.mark.parametrize("fsdp_from,fsdp_to", [(1, 4), (8, 2)])
+def test_checkpoint_restores_onto_the_target_meshs_shardings(tiny_run, tmp_path, fsdp_from, fsdp_to):
+    saved_step = step_lib.train_step_for(tiny_run(mesh_fsdp=fsdp_from), step_lib.make_mesh(fsdp_from))
+    params, _, opt = saved_step.init(np.int32(3))
+    ckpt = Checkpointer(tmp_path / "c", keep=1)
+    ckpt.save(1, {"params": params, "opt_state": opt}, {"step": 1})
+    ckpt.close()
+    target_mesh = step_lib.make_mesh(fsdp_to)
+    target_step = step_lib.train_step_for(tiny_run(mesh_fsdp=fsdp_to), target_mesh)
+    p0, _, o0 = target_step.init(np.int32(0))  # other values, the target's shardings
+    again = Checkpointer(tmp_path / "c", keep=1)
+    state, _ = again.restore(1, {"params": p0, "opt_state": o0})
+    again.close()
+    for got, want, like in zip(jax.tree.leaves(state), jax.tree.leaves({"params": params, "opt_state": opt}),
+                               jax.tree.leaves({"params": p0, "opt_state": o0})):
+        assert got.sharding == like.sharding
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert any("fsdp" in tuple(x.sharding.spec) for x in jax.tree.leaves(state))  # sharded, not gathered

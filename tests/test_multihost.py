@@ -32,13 +32,18 @@ STEPS, CKPT_EVERY, BATCH = 120, 20, 8
 SEED = 20261127
 
 
-def cli_args(out):
-    return [sys.executable, "-m", "scaling", "train", str(REPO / "experiments" / "cpu_tiny.py"), "--out", str(out),
-            "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=2",
-            "--set", "model.seq_len=32", "--set", f"train.global_batch_size={BATCH}",
-            "--set", f"train.tokens={STEPS * BATCH * 32}", "--set", f"train.checkpoint_every={CKPT_EVERY}",
-            "--set", "train.eval_every=40", "--set", "train.eval_batches=2", "--set", "train.warmup_steps=10",
-            "--set", "train.progress=False"]
+def cli_sets(steps=STEPS, checkpoint_every=CKPT_EVERY, extra=()) -> list[str]:
+    return ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.seq_len=32",
+            f"train.global_batch_size={BATCH}", f"train.tokens={steps * BATCH * 32}",
+            f"train.checkpoint_every={checkpoint_every}", "train.eval_every=40", "train.eval_batches=2",
+            "train.warmup_steps=10", "train.progress=False", *extra]
+
+
+def cli_args(out, **sets):
+    args = [sys.executable, "-m", "scaling", "train", str(REPO / "experiments" / "cpu_tiny.py"), "--out", str(out)]
+    for s in cli_sets(**sets):
+        args += ["--set", s]
+    return args
 
 
 def env(devices: int) -> dict:
@@ -51,9 +56,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_pair(out) -> list[subprocess.Popen]:
+def spawn_pair(out, **sets) -> list[subprocess.Popen]:
     port = free_port()
-    return [subprocess.Popen(cli_args(out) + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+    return [subprocess.Popen(cli_args(out, **sets) + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
                                               "--process-id", str(i)],
                              cwd=REPO, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(2)]
@@ -161,6 +166,57 @@ def test_two_processes_train_like_one_and_survive_sigterm_to_both(tmp_path):
     assert tb["train/loss"] == {x["step"]: x["loss"] for x in got}
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "finished" and meta["result"]["steps"] == STEPS
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_parameters_sharded_across_them(tmp_path):
+    """TrainConfig.mesh_fsdp=2 over two processes of one CPU device each: every parameter
+    matrix and its AdamW moments are split between the processes, XLA gathers them over gloo.
+    The reference is one process with two devices and the same 1 x 2 mesh. Each process
+    saves its own shards (orbax), and the final checkpoints restore onto a 4 x 2 mesh here."""
+    steps, sets = 20, dict(steps=20, checkpoint_every=10, extra=("train.mesh_fsdp=2",))
+    ref_out, out = tmp_path / "one_process", tmp_path / "two_processes"
+    t0 = time.perf_counter()
+    ref = subprocess.Popen(cli_args(ref_out, **sets), cwd=REPO, env=env(2), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        results = wait_all(spawn_pair(out, **sets) + [ref])
+    finally:
+        if ref.poll() is None:
+            ref.kill()
+    wall = time.perf_counter() - t0
+    for i, (code, _, err) in enumerate(results):
+        assert code == 0, f"process {i}: exit {code}\n{err[-3000:]}"
+    (_, out0, _), (_, out1, _), _ = results
+    assert "mesh 1x2 (data x fsdp)" in out0 and "memory per device" not in out1  # the plan, from process 0
+    got, want = np.array([x["loss"] for x in lines(out)]), np.array([x["loss"] for x in lines(ref_out)])
+    assert len(got) == len(want) == steps
+    rel = np.max(np.abs(got - want) / np.abs(want))
+    print(f"\nfsdp=2 over 2 processes vs 1 process x 2 devices: max relative loss difference {rel:.3g} "
+          f"(bitwise: {np.array_equal(got, want)}); wall {wall:.1f} s")
+    assert rel <= 1e-5
+    state = out / "checkpoints" / str(steps) / "state"
+    assert {p.name for p in state.iterdir() if p.name.startswith("ocdbt.process_")} == {"ocdbt.process_0",
+                                                                                        "ocdbt.process_1"}
+    import jax
+
+    from scaling import experiment
+    from scaling import step as step_lib
+    from scaling.checkpoint import Checkpointer
+    from scaling.config import RunConfig
+
+    cfg = experiment.load(REPO / "experiments" / "cpu_tiny.py", cli_sets(**sets), expect=RunConfig)
+    mesh = step_lib.make_mesh(2)
+    params, _, opt = step_lib.train_step_for(cfg.replace(train=cfg.train.replace(mesh_fsdp=2)), mesh).init(np.int32(0))
+    restored = []
+    for d in (out, ref_out):
+        ckpt = Checkpointer(d / "checkpoints")
+        restored.append(ckpt.restore(steps, {"params": params, "opt_state": opt})[0])
+        ckpt.close()
+    target = jax.tree.leaves({"params": params, "opt_state": opt})
+    for a, b, like in zip(jax.tree.leaves(restored[0]), jax.tree.leaves(restored[1]), target):
+        assert a.sharding == like.sharding
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 
 def test_a_sigterm_during_the_flag_all_gather_is_not_lost(monkeypatch):

@@ -66,3 +66,77 @@ def test_step_xla_flops_counts_the_compiled_step(tiny_run):
 
     analytic = flops.per_step(cfg.model, cfg.train.global_batch_size, "palm")
     assert 0.8 < xla / analytic < 1.3  # the same step; bench/flops_vs_xla.py prints the exact ratios
+
+
+# --- FSDP: the (data, fsdp) mesh -------------------------------------------------------------
+
+
+def test_fsdp_mesh_from_config_and_sizes_that_do_not_divide_name_the_field():
+    assert step_lib.make_mesh(1).axis_names == ("data",)  # fsdp = 1 is the data-parallel mesh
+    mesh = step_lib.make_mesh(2)
+    assert dict(mesh.shape) == {"data": 4, "fsdp": 2} and step_lib.mesh_fsdp(mesh) == 2
+    assert [d.id for d in mesh.devices[0]] == [0, 1]  # consecutive devices form an fsdp group
+    with pytest.raises(ValueError, match=r"TrainConfig\.mesh_fsdp=3: must divide the 8 devices"):
+        step_lib.make_mesh(3)
+    with pytest.raises(ValueError, match=r"TrainConfig\.mesh_fsdp=0: must be a positive int"):
+        from scaling.config import TrainConfig
+
+        TrainConfig(tokens=1000, mesh_fsdp=0)
+
+
+def _bytes_on(tree, device) -> int:
+    """Bytes of `tree`'s arrays that live on `device` (from each array's addressable shards)."""
+    return sum(s.data.nbytes for x in jax.tree.leaves(tree) for s in x.addressable_shards if s.device == device)
+
+
+@pytest.mark.parametrize("fsdp", [2, 8])
+def test_fsdp_divides_parameter_and_optimizer_bytes_per_device(tiny_run, fsdp):
+    from scaling import memory
+
+    cfg = tiny_run(mesh_fsdp=fsdp)
+    whole = step_lib.train_step_for(tiny_run(), step_lib.data_mesh(jax.devices()[:1]))
+    p1, _, o1 = whole.init(np.int32(0))
+    mesh = step_lib.make_mesh(fsdp)
+    compiled = step_lib.train_step_for(cfg, mesh)
+    params, rest, opt = compiled.init(np.int32(0))
+    vector_bytes = sum(x.nbytes for x in jax.tree.leaves(p1) if x.ndim < 2)
+    params_1, opt_1 = _bytes_on(p1, jax.devices()[0]), _bytes_on(o1, jax.devices()[0])
+    for d in mesh.devices.flat:
+        # every matrix of the tiny model divides by 8: matrices / fsdp, vectors whole
+        assert _bytes_on(params, d) == (params_1 - vector_bytes) // fsdp + vector_bytes
+        assert _bytes_on(params, d) == 4 * memory.params_per_device(cfg.model, fsdp)
+        # Adam's two moments likewise (+ its step count, replicated)
+        assert _bytes_on(opt, d) - 4 == (opt_1 - 4 - 2 * vector_bytes) // fsdp + 2 * vector_bytes
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(p1)):  # the same initial values, sharded
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # ... and the step keeps them sharded.
+    tokens = step_lib.put_batch(mesh, make_dataset(DataConfig(), seq_len=32, split="train").batch(0, 16), 16)
+    before = jax.tree.map(lambda x: x.sharding, (params, opt))
+    params, opt, _ = compiled.step(params, opt, rest, tokens, np.float32(1e-3))
+    assert jax.tree.map(lambda x: x.sharding, (params, opt)) == before
+    assert _bytes_on(params, mesh.devices.flat[0]) == 4 * memory.params_per_device(cfg.model, fsdp)
+
+
+def test_step_key_holds_the_mesh_shape(tiny_run):
+    cfg = tiny_run()
+    flat = step_lib.StepKey.of(cfg, step_lib.data_mesh())
+    two_d = step_lib.StepKey.of(cfg, step_lib.make_mesh(2))
+    assert flat.device_ids == two_d.device_ids and flat != two_d
+    assert flat.mesh_shape == (("data", 8),) and two_d.mesh_shape == (("data", 4), ("fsdp", 2))
+    assert step_lib.train_step_for(cfg, step_lib.make_mesh(2)) is step_lib.train_step_for(cfg, step_lib.make_mesh(2))
+
+
+def test_grad_accumulation_with_fsdp_equals_the_full_batch(tiny_run):
+    mesh = step_lib.make_mesh(4)
+    tokens = make_dataset(DataConfig(), seq_len=32, split="train").batch(0, 16)
+    out = {}
+    for accum in (1, 2):
+        cfg = tiny_run(grad_accum=accum, mesh_fsdp=4)
+        step = step_lib.train_step_for(cfg, mesh)
+        params, rest, opt = step.init(np.int32(0))
+        params, opt, m = step.step(params, opt, rest, _place(cfg, mesh, tokens), np.float32(1e-3))
+        out[accum] = (jax.device_get(params), float(m["loss"]), float(m["grad_norm"]))
+    (p1, l1, g1), (p2, l2, g2) = out[1], out[2]
+    assert l2 == pytest.approx(l1, rel=1e-6) and g2 == pytest.approx(g1, rel=1e-5)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)

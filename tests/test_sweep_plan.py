@@ -3,6 +3,7 @@ branches, epochs of the data and the max_epochs check, the printed plan table. J
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -143,3 +144,22 @@ def test_check_repeats_refuses_runs_over_max_epochs(sweep_config, tiny_corpus):
     stdlib_runs = sweep.plan(sweep_config())
     assert max(r.epochs for r in stdlib_runs) < 4
     sweep.check_repeats(stdlib_runs, sweep_config().max_epochs)
+
+
+def test_plan_table_shows_bytes_per_device_and_flags_runs_too_big_for_the_chip(sweep_config):
+    from scaling import memory
+
+    runs = sweep.plan(sweep_config())
+    text = sweep.format_plan(runs, devices=8)
+    assert "mem/device" in text.splitlines()[0]
+    for r in runs:
+        line = next(x for x in text.splitlines() if x.startswith(r.run_id))
+        assert memory.fmt_bytes(memory.plan(r.config, 8, 1).total) in line and "!" not in line
+    assert "!" not in sweep.format_plan(runs, devices=8, device_kind="TPU v5 lite")  # they fit 16 GiB chips
+    # With 16,384 rows of 64 tokens per device the larger ones do not.
+    big = [dataclasses.replace(r, config=r.config.replace(train=r.config.train.replace(global_batch_size=8 * 16384)))
+           for r in runs]
+    flagged = sweep.format_plan(big, devices=8, device_kind="TPU v5 lite")
+    over = [r for r in big if not memory.plan(r.config, 8, 1, "TPU v5 lite").fits]
+    assert over and flagged.count("!") == len(over) + 1
+    assert f"{len(over)} runs (!) exceed a TPU v5 lite chip's memory" in flagged

@@ -144,3 +144,58 @@ def test_divergence_inside_a_block_names_its_step(tiny_run, tmp_path):
     r = train.run(cfg, tmp_path, mesh=step_lib.data_mesh(jax.devices()[:1]))
     assert r.status == "diverged" and 0 < r.steps <= 20 and r.points == []
     assert f"diverged at step {r.steps}:" in r.message
+
+
+# --- FSDP meshes and the memory plan ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_device(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_device")
+    return out, train.run(tiny_run(), out, mesh=step_lib.data_mesh(jax.devices()[:1]))
+
+
+@pytest.mark.parametrize("data,fsdp", [(8, 1), (4, 2), (2, 4), (1, 8)])
+def test_fsdp_meshes_give_the_losses_of_one_device(metric_lines, tiny_run, eight, one_device, tmp_path, capsys,
+                                                   data, fsdp):
+    """Parameters, gradients and AdamW state sharded over fsdp, rows over data x fsdp: the
+    same 20 steps as one device (float32, 1e-5 relative). (8, 1) is the data-parallel run."""
+    if fsdp == 1:
+        out, r = eight
+    else:
+        out, r = tmp_path, train.run(tiny_run(mesh_fsdp=fsdp), tmp_path)
+        assert f"mesh {data}x{fsdp} (data x fsdp)" in capsys.readouterr().out  # the memory plan, printed first
+    ref_out, ref = one_device
+    assert r.status == ref.status == "finished"
+    got, want = [x["loss"] for x in metric_lines(out)], [x["loss"] for x in metric_lines(ref_out)]
+    assert len(got) == len(want) == 20
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert r.points[0]["val_loss"] == pytest.approx(ref.points[0]["val_loss"], rel=1e-5)
+
+
+def test_fsdp_with_steps_per_dispatch_accumulation_and_wsd_branches(metric_lines, tiny_run, tmp_path):
+    """K steps per call (lax.scan), gradient accumulation and WSD branch copies of the sharded
+    state on a 2 x 4 mesh: the same losses as one device stepping one batch at a time."""
+    tpb = 16 * 32
+    ref = train.run(tiny_run(schedule="wsd", wsd_branches=(10 * tpb,)), tmp_path / "ref",
+                    mesh=step_lib.data_mesh(jax.devices()[:1]))
+    cfg = tiny_run(schedule="wsd", wsd_branches=(10 * tpb,), mesh_fsdp=4, steps_per_dispatch=4, grad_accum=2)
+    r = train.run(cfg, tmp_path / "fsdp")
+    got, want = metric_lines(tmp_path / "fsdp"), metric_lines(tmp_path / "ref")
+    assert [x["step"] for x in got] == list(range(1, 21))
+    np.testing.assert_allclose([x["loss"] for x in got], [x["loss"] for x in want], rtol=2e-5)
+    assert [p["branch"] for p in r.points] == [p["branch"] for p in ref.points] == [10 * tpb, None]
+    for a, b in zip(r.points, ref.points):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_a_run_that_cannot_fit_its_chip_is_refused_before_compiling(tiny_run, tmp_path):
+    big = ModelConfig(d_model=4096, n_layers=32, n_heads=32, seq_len=32, vocab_size=256)
+    cfg = tiny_run(model=big)
+    before = dict(step_lib.TRACE_COUNTS)
+    with pytest.raises(ValueError, match=r"TrainConfig\.mesh_fsdp=1: the run needs .* TPU v5 lite .* "
+                                         r"On these 8 devices mesh_fsdp=8 fits .* The smallest mesh that fits: "):
+        train.Trainer(cfg, tmp_path, device_kind="TPU v5 lite")
+    assert dict(step_lib.TRACE_COUNTS) == before and not (tmp_path / "run.json").exists()
+    with pytest.raises(ValueError, match=r"TrainConfig\.mesh_fsdp=2: the mesh given has fsdp=1"):
+        train.Trainer(tiny_run(mesh_fsdp=2), tmp_path, mesh=step_lib.data_mesh())

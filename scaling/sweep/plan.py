@@ -26,6 +26,7 @@ import warnings
 from typing import Sequence
 
 from scaling import family
+from scaling import memory as memory_lib
 from scaling.config import ModelConfig, RunConfig
 from scaling.data import count_unique_tokens
 from scaling.flops import param_counts, per_token
@@ -210,23 +211,34 @@ def _fmt_s(s: float) -> str:
 
 
 def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None, source: str = "",
-                overhead_s: float = 0.0, done: set[str] = frozenset()) -> str:
+                overhead_s: float = 0.0, done: set[str] = frozenset(), devices: int | None = None,
+                device_kind: str = "") -> str:
     """The plan as a table (run id, N total and non-embedding, D, steps, C, tokens/param,
     epochs of the training data, estimated wall time) with totals; runs in `done` are marked
-    and not counted in the time. Epochs: "-" for unlimited data (synthetic)."""
-    header = ("run id", "N total", "N non-emb", "D", "steps", "C", "D/N", "epochs", "est. wall", "")
+    and not counted in the time. Epochs: "-" for unlimited data (synthetic). With `devices`, a
+    column of each run's estimated bytes per device on its mesh (`scaling.memory`, data x
+    TrainConfig.mesh_fsdp), marked "!" where it exceeds a `device_kind` chip."""
+    header = ("run id", "N total", "N non-emb", "D", "steps", "C", "D/N", "epochs", "est. wall",
+              *(("mem/device",) if devices else ()), "")
     rows = [header]
     total_c = total_s = 0.0
+    over = 0
     for r in runs:
         est = estimate_wall_s(r, flops_per_s, overhead_s) if flops_per_s else float("nan")
         is_done = r.run_id in done
         if not is_done and flops_per_s:
             total_s += est
         total_c += r.flops
+        mem = ()
+        if devices:
+            fsdp = r.config.train.mesh_fsdp
+            p = memory_lib.plan(r.config, max(devices // fsdp, 1), fsdp, device_kind)
+            over += not p.fits
+            mem = (memory_lib.fmt_bytes(p.total) + ("" if p.fits else "!"),)
         rows.append((r.run_id, _fmt_count(r.N), _fmt_count(r.N_non_embedding), _fmt_count(r.D), str(r.steps),
                      f"{r.flops:.3g}", f"{r.tokens_per_param:.1f}",
                      f"{r.epochs:.2f}" if r.unique_tokens else "-", _fmt_s(est) if flops_per_s else "-",
-                     "done" if is_done else ""))
+                     *mem, "done" if is_done else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip()
              for row in rows]
@@ -239,4 +251,6 @@ def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None,
     if flops_per_s:
         rate = "" if callable(flops_per_s) else f" at {flops_per_s:.3g} FLOP/s"
         total += f", est. {_fmt_s(total_s)}{rate} ({source}) + {overhead_s:.0f}s/run"
+    if over:
+        total += f"; {over} runs (!) exceed a {device_kind} chip's memory"
     return "\n".join(lines + [total])

@@ -111,7 +111,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
     mesh = None
     writer = True
     if n_proc > 1 and per_host:
-        mesh = step_lib.data_mesh(jax.local_devices())
+        mesh = step_lib.make_mesh(sweep.train.mesh_fsdp, jax.local_devices())
         worker, workers = worker * n_proc + proc, workers * n_proc
     elif n_proc > 1:
         writer = proc == 0
@@ -129,7 +129,9 @@ def run_sweep(sweep: SweepConfig, out_dir, *, worker: int = 0, workers: int = 1,
         if overhead_s is None:
             overhead_s = 3.0 if jax.default_backend() == "cpu" else 20.0
         print(f"sweep {sweep.name!r}: worker {worker} of {workers}, {len(mine)} of {len(runs)} runs, out_dir={out_dir}")
-        print(format_plan(mine, flops_per_s=fps, source=source, overhead_s=overhead_s, done=done))
+        devices = mesh.size if mesh is not None else jax.device_count()
+        print(format_plan(mine, flops_per_s=fps, source=source, overhead_s=overhead_s, done=done, devices=devices,
+                          device_kind=jax.devices()[0].device_kind))
         sys.stdout.flush()
     trained, skipped = [], []
     preempted = False

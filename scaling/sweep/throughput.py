@@ -24,8 +24,8 @@ def step_flops_per_s(run: PlannedRun, *, steps: int = 3, mesh=None) -> float:
 
     from scaling import step as step_lib
 
-    mesh = mesh or step_lib.data_mesh()
     cfg = run.config
+    mesh = mesh or step_lib.make_mesh(cfg.train.mesh_fsdp)
     compiled = step_lib.train_step_for(cfg, mesh)
     params, rest, opt_state = compiled.init(np.int32(cfg.train.seed))
     B, T = cfg.train.global_batch_size, cfg.model.seq_len
