@@ -2,11 +2,13 @@
 
 Reference method (Besiroglu et al. 2024): scipy L-BFGS-B from each of Hoffmann et al.'s 4,500
 grid starts on the summed Huber objective (delta = 1e-3), best objective wins.  Both run on the
-reference data (Hoffmann et al. 2022 Fig. 4 as digitised by Epoch; 5 highest losses dropped,
-D = C / 6N), read from ../shared/reference/ (or $SCALING_REFERENCE_DIR); never copied here.
+reference data: Hoffmann et al. 2022 Fig. 4 as digitised by Epoch AI (5 highest losses dropped,
+D = C / 6N). Download `data/svg_extracted_data.csv` from github.com/epoch-research/analyzing-chinchilla
+(it carries no licence: keep it outside this repository) and pass its path with --data (default:
+$SCALING_REFERENCE_DIR/chinchilla_fig4_epoch.csv, else ../shared/reference/ beside the checkout).
 
-    python bench/fit_vs_scipy.py            # full: all 4,500 scipy starts (minutes)
-    python bench/fit_vs_scipy.py --quick    # scipy on a random subset, time extrapolated per start
+    python bench/fit_vs_scipy.py --data PATH            # full: all 4,500 scipy starts (minutes)
+    python bench/fit_vs_scipy.py --data PATH --quick    # scipy on a random subset, time extrapolated per start
 
 Also times a 1,000-replicate bootstrap of the Chinchilla fit.  Timings on a shared machine are
 noisy: everything is measured in this one run.  Requires scipy and pandas (bench extras).
@@ -29,10 +31,12 @@ REFERENCE_DIR = Path(os.environ.get("SCALING_REFERENCE_DIR", REPO / ".." / "shar
 CSV = REFERENCE_DIR / "chinchilla_fig4_epoch.csv"
 
 
-def load():
+def load(path=CSV):
     import pandas as pd
 
-    table = pd.read_csv(CSV)
+    if not Path(path).is_file():
+        raise SystemExit(f"--data {path}: no such file (see this script's docstring for where to download it)")
+    table = pd.read_csv(path)
     table = table[table["loss"] < table["loss"].nlargest(5).min()]
     N = table["Model Size"].to_numpy()
     C = table["Training FLOP"].to_numpy()
@@ -72,18 +76,17 @@ print(t_import, time.perf_counter() - t0, law.objective)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(CSV), help="the Chinchilla Fig. 4 points (Epoch AI's CSV)")
     parser.add_argument("--quick", action="store_true", help="scipy on --quick-starts random grid starts only")
     parser.add_argument("--quick-starts", type=int, default=300)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
-    if not CSV.exists():
-        sys.exit(f"reference data absent: {CSV}")
     sys.path.insert(0, str(REPO))
     import jax
 
     import scaling.fit as fit
 
-    N, D, L = load()
+    N, D, L = load(args.data)
     grid = fit.hoffmann_grid()
 
     # 1. fit.chinchilla, first call in a fresh process (interpreter start, import, compile included)
