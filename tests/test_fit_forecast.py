@@ -214,3 +214,18 @@ def test_public_olmo_figures(public_records):
     assert _mean_error(olmo, "approach3") == pytest.approx(0.0277, abs=0.001)
     assert _mean_error(olmo) <= 0.0217  # bench/README.md: 2.16%
     assert all(r["low"] <= r["actual"] <= r["high"] for r in olmo)
+
+
+def test_repeated_seeds_are_averaged_before_a_budgets_best_size_is_taken():
+    """Two seeds per size: the best size is the one with the lowest MEAN loss, at that mean, not
+    the luckiest single run (a minimum biased low by run-to-run noise)."""
+    from scaling.fit._design import budgets_of
+
+    N = np.array([1e6, 1e6, 2e6, 2e6, 4e6, 4e6])
+    D = 1e12 / (6 * N)
+    L = np.array([3.00, 3.00, 2.90, 2.70, 2.79, 2.79])  # 2e6: mean 2.80, one lucky run at 2.70
+    # two budgets (budgets_of needs two): the same design at 10x the compute, 0.5 lower
+    N2, D2, L2 = np.concatenate([N, N * 3]), np.concatenate([D, D * 10 / 3]), np.concatenate([L, L - 0.5])
+    C2 = np.concatenate([np.full(6, 1e12), np.full(6, 1e13)])
+    b = budgets_of(N2, D2, L2, C2)
+    assert list(b.best_N) == [4e6, 1.2e7] and list(b.best_L) == pytest.approx([2.79, 2.29])

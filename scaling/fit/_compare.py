@@ -213,7 +213,10 @@ class _Comparison:
     def _law(self, form: Form, theta, full: bool):
         allocation = None
         if full and not form.models_N_D:
-            allocation = self.budgets.allocation_minima if form.fitted_to == "minima" else self.budgets.allocation_best
+            # N_opt, D_opt of both frontier forms from approach 2's parabola minima when it fitted:
+            # they interpolate each budget's optimum between the sizes run, where the best run is
+            # one of the grid's sizes (the loss of frontier_best still comes from the best runs).
+            allocation = self.budgets.allocation_minima or self.budgets.allocation_best
         return to_law(form, theta, self.x0, allocation)
 
     @staticmethod
@@ -269,8 +272,7 @@ class _Comparison:
             train, test = fold.train_budgets, fold.test
             allocation = None
             if not form.models_N_D:
-                N_fit = observed if form.fitted_to == "minima" else b.best_N
-                allocation = _power_laws("fold", b.C[train], N_fit[train], b.best_D[train], b.best_L[train])
+                allocation = _power_laws("fold", b.C[train], observed[train], b.best_D[train], b.best_L[train])
             law = to_law(form, thetas[g], self.x0, allocation)
             with np.errstate(all="ignore"):
                 N_pred = optimal_allocation(law, b.C[test], self.fpt)[0]

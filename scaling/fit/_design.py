@@ -109,7 +109,7 @@ def prepare(N, D, L, C=None, runs=None, final=None, flops_per_token: Callable | 
 class Budgets:
     """Per-budget optima of the IsoFLOP budgets with >= 3 finished runs, increasing C.
 
-    ``best_*``: the best run of each budget; ``minima_*`` / ``allocation_minima``: approach 2's
+    ``best_*``: the best size of each budget (repeated runs of a size averaged); ``minima_*`` / ``allocation_minima``: approach 2's
     parabola minima (budgets it could fit) and its power laws; ``allocation_best``: the same
     power laws on the best runs."""
 
@@ -131,7 +131,17 @@ def budgets_of(N, D, L, C, flops_per_token=None) -> Budgets | None:
     if len(groups) < 2:
         return None
     budget_C = np.array([math.exp(np.mean(np.log(C[g]))) for g in groups])
-    best = np.array([g[np.argmin(L[g])] for g in groups])
+    # Repeated runs of one size (seeds) are replicates: a budget's best size is the one whose
+    # MEAN loss is lowest, at that mean. The lowest single run would pick the luckiest seed,
+    # a minimum biased low by the run-to-run noise.
+    best, best_L = [], []
+    for g in groups:
+        sizes = np.unique(N[g])
+        means = np.array([np.mean(L[g][N[g] == n]) for n in sizes])
+        k = int(np.argmin(means))
+        best.append(g[np.flatnonzero(N[g] == sizes[k])[0]])
+        best_L.append(means[k])
+    best, best_L = np.array(best), np.array(best_L)
     notes, allocation_minima, minima_C, minima_L = [], None, np.zeros(0), np.zeros(0)
     index = np.concatenate(groups)
     budget_of_run = np.concatenate([np.full(len(g), c) for g, c in zip(groups, budget_C)])
@@ -144,8 +154,8 @@ def budgets_of(N, D, L, C, flops_per_token=None) -> Budgets | None:
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
             notes.append(f"IsoFLOP parabolas not fitted: {error}")
     notes += sorted({str(w.message) for w in caught})
-    allocation_best = _power_laws("best run per budget", budget_C, N[best], D[best], L[best])
-    return Budgets(budget_C, N[best], D[best], L[best], tuple(groups), minima_C, minima_L,
+    allocation_best = _power_laws("best run per budget", budget_C, N[best], D[best], best_L)
+    return Budgets(budget_C, N[best], D[best], best_L, tuple(groups), minima_C, minima_L,
                    allocation_minima, allocation_best, tuple(notes))
 
 
