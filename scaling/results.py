@@ -27,7 +27,7 @@ Columns (`make_rows`, the one place that defines them): the run's identity and r
 batch, lr, schedule, data_source, config as JSON), the point (branch, step, D, C by the run's
 accounting and C_<method> by every accounting of `scaling.flops.counts`, tokens_per_param)
 and its measurements (train_loss, val_loss, val_bpb, val_accuracy, val_exact_match,
-wall_s, mfu).
+val_exact_match_<k> for each evaluated span length k, wall_s, mfu).
 
 Reading deduplicates by ``(run_id, branch)``, keeping the last row written: appending the same
 point twice (a run whose row was written just before the worker was killed) is harmless.
@@ -230,5 +230,6 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
                 row["C_" + key.removeprefix("flops_")] = p.get(key, counts[key])
         for k in ("train_loss", "val_loss", "val_bpb", "val_accuracy", "val_exact_match", "wall_s", "mfu"):
             row[k] = p.get(k)
+        row.update({k: v for k, v in p.items() if k.startswith("val_exact_match_")})
         out.append(row)
     return out
