@@ -57,6 +57,11 @@ class SweepConfig:
     seeds: runs per (budget, size), with train.seed, train.seed + 1, ... (ids end in "-s<i>"
       when > 1): repeated runs whose spread measures, and whose mean reduces, the run-to-run
       noise that a fitted law would otherwise extrapolate.
+    loops: () (every run uses model.loops) or loop counts: each (budget, shape) is then run
+      once per count, with the same shape (so the same N) and D = C / per_token(shape, loops)
+      (ids end in "-x<loops>" when > 1). Looped models pay every loop's compute
+      (`scaling.flops`), so at one budget more loops means fewer tokens: what a loop is worth
+      is then measurable (`scaling.fit.looped`, `scaling.questions`).
     name: the sweep's name (metadata only).
     """
 
@@ -80,6 +85,7 @@ class SweepConfig:
     lr_width: int | None = None
     wsd_branch_fracs: tuple[float, ...] = ()
     seeds: int = 1
+    loops: tuple[int, ...] = ()
     name: str = "sweep"
 
     def __post_init__(self):
@@ -138,6 +144,9 @@ class SweepConfig:
             _fail("wsd_branch_fracs", fracs, f"need train.schedule='wsd' (it is {self.train.schedule!r})")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             _fail("seeds", self.seeds, "must be an int >= 1")
+        object.__setattr__(self, "loops", _positive_numbers("loops", self.loops, integers=True))
+        if len(set(self.loops)) != len(self.loops):
+            _fail("loops", self.loops, "must not repeat a loop count")
         if not self.name or "/" in self.name:
             _fail("name", self.name, "must be a non-empty name without '/'")
 
