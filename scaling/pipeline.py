@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from scaling import paths, report
+from scaling import paths, questions, report
 from scaling import results as results_lib
 from scaling.report import Report, fit_results, format_report
 
@@ -31,20 +31,22 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
     rows = results_lib.read_rows(path)
     if not rows:
         raise ValueError(f"results={str(path)!r}: no rows (is it a sweep directory or a results.jsonl?)")
-    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
-    text = format_report(rep)
+    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
+    answers = questions.answer(rows, rep, metric=metric, n_bootstrap=min(n_bootstrap, 200), seed=seed)
+    text = "\n\n".join(t for t in (format_report(rep), questions.format_answers(answers)) if t)
     print(text, flush=True)
     if write:
         directory = results_lib.results_path(path).parent
         try:
             paths.write_atomic(directory / REPORT_FILE, text + "\n")
-            paths.write_atomic(directory / REPORT_JSON, json.dumps(report.to_json(rep), indent=1))
+            paths.write_atomic(directory / REPORT_JSON, json.dumps(dict(report.to_json(rep), questions=questions.to_json(
+                answers)), indent=1))
         except OSError as e:  # a read-only table still gets its report printed
             print(f"scaling: could not write the report beside {directory}: {e}", file=sys.stderr)
     if plot_dir is not None:
         from scaling import plot
 
-        written = plot.plot_all(rep, plot_dir)
+        written = plot.plot_all(rep, plot_dir) + plot.plot_questions(answers, plot_dir)
         print("\nplots: " + ", ".join(str(p) for p in written), flush=True)
     return rep
 
@@ -112,7 +114,7 @@ def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, m
     rows = results_lib.read_rows(sweep_dir)
     if not rows:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no results to forecast from")
-    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, metric=metric)
+    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, metric=metric)
     forecast = report.forecast_summary(rep)
     if forecast is None:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no law could be fitted ({'; '.join(rep.notes)})")
