@@ -259,6 +259,15 @@ _LOOP_STYLES = ["-", "--", ":", "-."]
 _LOOP_MARKERS = ["o", "s", "^", "D", "v"]
 
 
+def _log_x(ax):
+    """A log x axis labelled at powers of ten only (a sweep's decade or two otherwise gets
+    overlapping minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_loops(ans, path=None):
     """Looped and unlooped models of equal N against compute (left: each shape a colour, each
     loop count a line style; the fitted looped law's curves), and the effective size g(k) =
@@ -285,7 +294,7 @@ def plot_loops(ans, path=None):
         ax.plot([], [], color=colors[n], lw=3, label=f"d{d_model}-L{n_layers}, N={n:.3g}")
     for j, k in enumerate(loops):
         ax.plot([], [], color="0.3", ls=_LOOP_STYLES[j % 4], marker=_LOOP_MARKERS[j % 5], label=f"{k} loop{'s' * (k > 1)}")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("training compute C (FLOPs, every loop paid)")
     ax.set_ylabel(ans.metric.replace("_", " "))
     ax.set_title("Equal N, more loops: loss against compute")
@@ -309,7 +318,8 @@ def plot_loops(ans, path=None):
     for cmp in ans.comparisons:
         if cmp.form == "log" and cmp.law is not None:
             ax_g.plot(ks, cmp.law.loop_factor(ks), color="C2", ls="--", lw=1.2, label=f"log: g = 1 + {cmp.law.gamma:.2f} ln k")
-    ax_g.set_xscale("log")
+    _log_x(ax_g)
+    ax_g.set_xticks(loops, [str(k) for k in loops])
     ax_g.set_yscale("log")
     ax_g.set_xlabel("loops k")
     ax_g.set_ylabel("effective parameters N_eff / N")
@@ -354,11 +364,12 @@ def plot_emergence(ans, path=None):
     ax.set_yscale("log")
     ax.set_ylim(max(floor / 2, 1e-12), 1.5)
     ax.set_ylabel("exact match of k-token spans")
+    verdicts = {}
     for c in ans.checks:
-        ax.text(0.02, 0.02 + 0.06 * ks.index(c["k"]), f"k={c['k']}: {c['verdict']}", transform=ax.transAxes,
-                fontsize=7, color="0.2")
+        verdicts.setdefault(c["verdict"], []).append(str(c["k"]))
+    ax.set_title("; ".join(f"k = {', '.join(k)}: {v}" for v, k in verdicts.items()), fontsize=8)
     for ax in axes:
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("training compute C (FLOPs)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)

@@ -103,13 +103,13 @@ def loops_answer(rows: Sequence[dict], *, metric: str = "val_loss", n_bootstrap:
     cells: dict[tuple, dict] = {}
     for r in main:
         cell = cells.setdefault((_budget(r), shape(r)), {"budget": _budget(r), "shape": shape(r), "N": r["N"],
-                                                         "loss": {}, "D": {}})
+                                                         "loss": {}})
         cell["loss"].setdefault(_loops(r), []).append(float(r[metric]))
-        cell["D"][_loops(r)] = float(r["D"])
     matched = [dict(c, loss={k: float(np.mean(v)) for k, v in c["loss"].items()}) for c in cells.values()
                if len(c["loss"]) >= 2]
     ans = LoopsAnswer(rows=main, loops=loops, matched=sorted(matched, key=lambda c: (c["budget"], c["N"])),
-                      metric=metric, level=level, fpt={(float(r["N"]), _loops(r)): float(r["C"]) / float(r["D"]) for r in main})
+                      metric=metric, level=level,
+                      fpt={(float(r["N"]), _loops(r)): float(r["C"]) / float(r["D"]) for r in main})
     N, D, L = (np.array([float(r[k]) for r in main]) for k in ("N", "D", metric))
     k = np.array([_loops(r) for r in main], dtype=float)
     budgets = np.array([_budget(r) for r in main])
@@ -126,7 +126,7 @@ def loops_answer(rows: Sequence[dict], *, metric: str = "val_loss", n_bootstrap:
             ans.law = ans.boot.law
         except ValueError as e:
             ans.notes.append(f"looped law not fitted: {e}")
-    ans.notes.extend(sorted({f"looped: {w.message}" for w in caught if issubclass(w.category, fit.ScalingFitWarning)}))
+    ans.notes.extend(sorted({str(w.message) for w in caught if issubclass(w.category, fit.ScalingFitWarning)}))
     if ans.law is not None:
         law = ans.law
         slack = L - law.E - law.B * D ** -law.beta
@@ -251,7 +251,7 @@ def emergence_answer(rows: Sequence[dict], *, metric: str = "val_loss", factor: 
             best[p["budget"]] = p
     checks = []
     for k in (k for k in spans if k >= 2):
-        departs, ratios = [], []
+        departs, ratios, informative = [], [], 0
         for p in points:
             if k not in p["exact_match"]:
                 continue
@@ -262,9 +262,12 @@ def emergence_answer(rows: Sequence[dict], *, metric: str = "val_loss", factor: 
                 departs.append((p, ratio))
             if em > 0:
                 ratios.append(ratio)
+            informative += not math.isfinite(n) or max(em, expected) * n >= 1
         worst = max(departs, key=lambda d: abs(math.log(d[1])) if d[1] > 0 else math.inf, default=None)
+        verdict = ("departs from accuracy^k" if departs else "tracks accuracy^k" if informative
+                   else "too rare to tell (no run scored or expected a whole span right)")
         checks.append({"k": k, "runs": sum(k in p["exact_match"] for p in points), "departing": len(departs),
-                       "verdict": "departs from accuracy^k" if departs else "tracks accuracy^k",
+                       "verdict": verdict,
                        "median_ratio": float(np.median(ratios)) if ratios else math.nan,
                        "worst": None if worst is None else {"run_id": worst[0]["run_id"], "C": worst[0]["C"],
                                                             "exact_match": worst[0]["exact_match"][k],
@@ -276,10 +279,15 @@ def emergence_answer(rows: Sequence[dict], *, metric: str = "val_loss", factor: 
 
 def format_emergence(ans: EmergenceAnswer) -> str:
     ks = [k for k in ans.spans if k >= 2]
-    head = ("C", ans.metric, "accuracy") + tuple(f"EM{k} / acc^{k}" for k in ks)
-    rows = [(f"{p['C']:.3g}", f"{p['loss']:.4f}", f"{p['accuracy']:.4f}")
-            + tuple(f"{p['exact_match'][k]:.3g} / {p['accuracy'] ** k:.3g}" if k in p["exact_match"] else ""
-                    for k in ks) for p in ans.best]
+    head = ("C", ans.metric, "accuracy", "acc gain/decade") + tuple(f"EM{k} / acc^{k}" for k in ks)
+    rows = []
+    for i, p in enumerate(ans.best):
+        gain = ""
+        if i > 0 and p["C"] > ans.best[i - 1]["C"]:
+            gain = f"{(p['accuracy'] - ans.best[i - 1]['accuracy']) / math.log10(p['C'] / ans.best[i - 1]['C']):+.3f}"
+        rows.append((f"{p['C']:.3g}", f"{p['loss']:.4f}", f"{p['accuracy']:.4f}", gain)
+                    + tuple(f"{p['exact_match'][k]:.3g} / {p['accuracy'] ** k:.3g}" if k in p["exact_match"] else ""
+                            for k in ks))
     out = [_table("Emergence or measurement: exact match of k tokens (EMk) against accuracy^k (Schaeffer et al. "
                   "2023), best run per budget:", head, rows)]
     for c in ans.checks:
@@ -292,7 +300,8 @@ def format_emergence(ans: EmergenceAnswer) -> str:
         out.append(line)
     out.append("  tracks: a steep exact-match curve is accuracy^k of a smoothly improving accuracy (a metric effect);\n"
                "  departs: the k tokens are right or wrong together (an all-or-nothing ability, or tokens of very\n"
-               "  different difficulty): look at whether accuracy itself jumps with compute.")
+               "  different difficulty); a real transition shows in accuracy itself too (its gain per decade of\n"
+               "  compute jumps between budgets).")
     return "\n".join(out)
 
 

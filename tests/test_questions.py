@@ -95,9 +95,11 @@ def test_exact_match_that_is_accuracy_to_the_k_tracks(sweep_config):
     ans = questions.emergence_answer(_emergence_rows(sweep_config, lambda acc, k: acc**k))
     assert ans.spans == (1, 4, 8, 16) and len(ans.best) == 4
     assert [c["k"] for c in ans.checks] == [4, 8, 16]
-    assert all(c["verdict"] == "tracks accuracy^k" and c["departing"] == 0 for c in ans.checks)
-    assert all(c["median_ratio"] == pytest.approx(1.0) for c in ans.checks)
-    assert "k=16: tracks accuracy^k" in questions.format_emergence(ans)
+    assert all(c["departing"] == 0 and c["median_ratio"] == pytest.approx(1.0) for c in ans.checks)
+    by_k = {c["k"]: c["verdict"] for c in ans.checks}
+    # acc ~0.1-0.18: 16 right tokens in a row are expected in ~1e-12 of the 4,096 spans scored: no evidence.
+    assert by_k[4] == "tracks accuracy^k" and by_k[16].startswith("too rare to tell")
+    assert "k=4: tracks accuracy^k" in questions.format_emergence(ans)
 
 
 def test_all_or_nothing_spans_depart(sweep_config):
@@ -117,7 +119,13 @@ def test_a_small_gap_within_sampling_noise_is_not_a_departure(sweep_config):
     check16 = next(c for c in ans.checks if c["k"] == 16)
     expected = [p["accuracy"] ** 16 * p["n_spans"][16] for p in ans.points]
     assert max(expected) < 2
-    assert check16["departing"] == 0
+    assert check16["departing"] == 0 and check16["verdict"] != "departs from accuracy^k"
+
+
+def test_spans_too_rare_to_score_are_no_evidence(sweep_config):
+    ans = questions.emergence_answer(_emergence_rows(sweep_config, lambda acc, k: 0.0 if k == 16 else acc**k))
+    by_k = {c["k"]: c["verdict"] for c in ans.checks}
+    assert by_k[16].startswith("too rare to tell") and by_k[4] == "tracks accuracy^k"
 
 
 def _report(rows, C=1e15):
