@@ -20,7 +20,8 @@ from .approaches import ComputeOptimalFit, envelope, isoflop
 from .bootstrap import BootstrapResult, bootstrap
 from .backtest import BacktestResult, backtest
 from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
-from .looped import LoopedLaw, looped, looped_bootstrap, compare_forms; from .inference import InferenceOptimum, inference_optimal
+from .looped import LoopedLaw, compare_forms, looped, looped_bootstrap
+from .inference import InferenceOptimum, inference_optimal
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
