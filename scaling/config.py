@@ -176,6 +176,10 @@ class TrainConfig:
       rows over both axes. 1 (default) is plain data parallelism, parameters replicated.
       It must divide the device count (checked when the mesh is built); a run may resume
       with another value (checkpoints are restored onto the new mesh).
+    exact_match_span / exact_match_spans: evaluation also reports the fraction of span-aligned
+      chunks of k targets predicted all correctly by greedy argmax: `val_exact_match` for
+      k = exact_match_span, and `val_exact_match_<k>` for every k of both fields, in the same
+      pass (how exact match of k tokens compares with accuracy^k: `scaling.questions`).
     """
 
     tokens: int
@@ -199,7 +203,8 @@ class TrainConfig:
     eval_every: int = 0              # steps between evaluations; 0 = only at the end
     eval_batches: int = 8
     eval_batch_size: int | None = None  # default: global_batch_size
-    exact_match_span: int = 8        # tokens of the all-or-nothing span metric
+    exact_match_span: int = 8        # tokens of the all-or-nothing span metric (val_exact_match)
+    exact_match_spans: tuple[int, ...] = ()  # more span lengths k, same pass: val_exact_match_<k>
     log_every: int = 1
     checkpoint_every: int = 0        # steps; 0 = only at the end (and on preemption)
     keep_checkpoints: int = 2
@@ -215,6 +220,10 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
             check_int(c, name, getattr(self, name), low=0)
         check_optional_int(c, "eval_batch_size", self.eval_batch_size)
+        object.__setattr__(self, "exact_match_spans", tuple(self.exact_match_spans)
+                           if isinstance(self.exact_match_spans, (list, tuple)) else self.exact_match_spans)
+        if not isinstance(self.exact_match_spans, tuple) or not all(is_int(k) and k >= 1 for k in self.exact_match_spans):
+            fail(c, "exact_match_spans", self.exact_match_spans, "must be a tuple of ints >= 1")
         for name in ("lr", "eps"):
             check_number(c, name, getattr(self, name), low=0, low_open=True)
         for name in ("weight_decay", "grad_clip"):
@@ -240,6 +249,12 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def spans(self) -> tuple[int, ...]:
+        """Every exact-match span length evaluated: exact_match_span first, then the others
+        in increasing order."""
+        return (self.exact_match_span,) + tuple(sorted(set(self.exact_match_spans) - {self.exact_match_span}))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

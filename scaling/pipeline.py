@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from scaling import paths, report, verification
+from scaling import paths, questions, report, verification
 from scaling import results as results_lib
 from scaling.report import Report, fit_results, format_report
 
@@ -46,19 +46,21 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
                              "table give its columns: --N, --D, --loss)")
         directory = results_lib.results_path(path).parent
         targets = (directory / REPORT_FILE, directory / REPORT_JSON)
-    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
-    text = format_report(rep)
+    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
+    answers = questions.answer(rows, rep, metric=metric, n_bootstrap=min(n_bootstrap, 200), seed=seed)
+    text = "\n\n".join(t for t in (format_report(rep), questions.format_answers(answers)) if t)
     print(text, flush=True)
     if write:
         try:
             paths.write_atomic(targets[0], text + "\n")
-            paths.write_atomic(targets[1], json.dumps(report.to_json(rep), indent=1))
+            paths.write_atomic(targets[1], json.dumps(dict(report.to_json(rep), questions=questions.to_json(answers)),
+                                                      indent=1))
         except OSError as e:  # a read-only table still gets its report printed
             print(f"scaling: could not write {targets[0]}: {e}", file=sys.stderr)
     if plot_dir is not None:
         from scaling import plot
 
-        written = plot.plot_all(rep, plot_dir)
+        written = plot.plot_all(rep, plot_dir) + plot.plot_questions(answers, plot_dir)
         print("\nplots: " + ", ".join(str(p) for p in written), flush=True)
     return rep
 
@@ -126,7 +128,7 @@ def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, m
     rows = results_lib.read_rows(sweep_dir)
     if not rows:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no results to forecast from")
-    rep = fit_results(rows, budget=budget, n_bootstrap=n_bootstrap, metric=metric)
+    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, metric=metric)
     forecast = report.forecast_summary(rep)
     if forecast is None:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no law could be fitted ({'; '.join(rep.notes)})")

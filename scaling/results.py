@@ -29,7 +29,7 @@ batch, lr, schedule, data_source, unique_tokens of the training split, config as
 `scaling.flops.counts`, tokens_per_param, epochs = D / unique_tokens: how many times the point
 repeats its data, 0 for unlimited synthetic data)
 and its measurements (train_loss, val_loss, val_bpb, val_accuracy, val_exact_match,
-wall_s, mfu).
+val_exact_match_<k> for each evaluated span length k, wall_s, mfu).
 
 Reading deduplicates by ``(run_id, branch)``, keeping the last row written: appending the same
 point twice (a run whose row was written just before the worker was killed) is harmless.
@@ -234,5 +234,6 @@ def make_rows(run, result, *, worker: int = 0) -> list[dict]:
                 row["C_" + key.removeprefix("flops_")] = p.get(key, counts[key])
         for k in ("train_loss", "val_loss", "val_bpb", "val_accuracy", "val_exact_match", "wall_s", "mfu"):
             row[k] = p.get(k)
+        row.update({k: v for k, v in p.items() if k.startswith("val_exact_match_")})
         out.append(row)
     return out

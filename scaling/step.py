@@ -336,9 +336,13 @@ def step_xla_flops(cfg: RunConfig, mesh: Mesh | None = None) -> float:
     return flops_lib.xla_flops(compiled.step, params, opt_state, rest, tokens_BxT1, jnp.float32(0.0))
 
 
-def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh) -> Callable:
-    """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape)."""
-    key = (model_cfg, batch_size, span, tuple(int(d.id) for d in mesh.devices.flat), _mesh_key(mesh))
+def eval_step_for(model_cfg: ModelConfig, batch_size: int, spans: int | tuple[int, ...], mesh: Mesh) -> Callable:
+    """Jitted (params, rest, tokens_BxT1) -> summed eval statistics (cached by shape).
+
+    `spans`: the exact-match span length k, or several (`TrainConfig.spans`), all counted
+    from the one forward pass."""
+    spans = (spans,) if isinstance(spans, int) else tuple(spans)
+    key = (model_cfg, batch_size, spans, tuple(int(d.id) for d in mesh.devices.flat), _mesh_key(mesh))
     if key in _EVAL_STEPS:
         return _EVAL_STEPS[key]
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
@@ -348,10 +352,13 @@ def eval_step_for(model_cfg: ModelConfig, batch_size: int, span: int, mesh: Mesh
         nll_BxT, logits_BxTxV = token_losses(graphdef, params, rest, tokens_BxT1)
         B, T = nll_BxT.shape
         correct_BxT = jnp.argmax(logits_BxTxV, axis=-1) == tokens_BxT1[:, 1:]
-        n_spans = T // span
-        spans_BxS = jnp.all(correct_BxT[:, : n_spans * span].reshape(B, n_spans, span), axis=-1)
-        return {"nll_sum": jnp.sum(nll_BxT), "correct": jnp.sum(correct_BxT), "tokens": B * T,
-                "spans_correct": jnp.sum(spans_BxS), "spans": B * n_spans}
+        out = {"nll_sum": jnp.sum(nll_BxT), "correct": jnp.sum(correct_BxT), "tokens": B * T}
+        for k in spans:
+            n_spans = T // k
+            spans_BxS = jnp.all(correct_BxT[:, : n_spans * k].reshape(B, n_spans, k), axis=-1)
+            out[f"spans_correct_{k}"], out[f"spans_{k}"] = jnp.sum(spans_BxS), B * n_spans
+        out["spans_correct"], out["spans"] = out[f"spans_correct_{spans[0]}"], out[f"spans_{spans[0]}"]
+        return out
 
     fn = jax.jit(eval_fn, out_shardings=_replicated(mesh))
     _EVAL_STEPS[key] = fn
@@ -362,12 +369,13 @@ def evaluate(eval_fn, params, rest, batches, val_ds) -> dict[str, float]:
     """Validation metrics over the fixed eval batches.
 
     val_loss: nats per target token; val_bpb: bits per UTF-8 byte (`Dataset.bits_per_byte`);
-    val_accuracy: greedy next-token accuracy; val_exact_match: the fraction of span-aligned
-    chunks of `exact_match_span` targets predicted ALL correctly by greedy argmax. The last is
-    deliberately all-or-nothing: Schaeffer et al. 2023 ("Are Emergent Abilities of Large
-    Language Models a Mirage?") show that such discontinuous metrics turn a smooth per-token
-    improvement (p^span) into an apparently sudden "emergent" jump; logging it beside the
-    smooth loss and accuracy lets a sweep show that effect on its own models.
+    val_accuracy: greedy next-token accuracy; val_exact_match_<k>, for each span length k the
+    eval step counts: the fraction of span-aligned chunks of k targets predicted ALL correctly
+    by greedy argmax; val_exact_match: the same for the first k (`TrainConfig.exact_match_span`).
+    The last is deliberately all-or-nothing: Schaeffer et al. 2023 ("Are Emergent Abilities of
+    Large Language Models a Mirage?") show that such discontinuous metrics turn a smooth
+    per-token improvement (p^k) into an apparently sudden "emergent" jump; logging it for
+    several k beside the smooth loss and accuracy lets a sweep test that on its own models.
     """
     totals = collections.Counter()
     for tokens in batches:
@@ -375,6 +383,8 @@ def evaluate(eval_fn, params, rest, batches, val_ds) -> dict[str, float]:
         for k, v in out.items():
             totals[k] += float(v)
     loss = totals["nll_sum"] / totals["tokens"]
+    spans = sorted(int(k.removeprefix("spans_correct_")) for k in totals if k.startswith("spans_correct_"))
+    matches = {f"val_exact_match_{k}": totals[f"spans_correct_{k}"] / max(totals[f"spans_{k}"], 1.0) for k in spans}
     return {"val_loss": loss, "val_bpb": val_ds.bits_per_byte(loss),
             "val_accuracy": totals["correct"] / totals["tokens"],
-            "val_exact_match": totals["spans_correct"] / max(totals["spans"], 1.0)}
+            "val_exact_match": totals["spans_correct"] / max(totals["spans"], 1.0), **matches}

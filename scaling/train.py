@@ -48,7 +48,7 @@ class RunResult:
     points: one dict per evaluated (N, D) point: the main run's final point (branch=None,
       only when finished) and one per WSD branch (branch = its configured token count),
       with keys step, tokens, branch, train_loss, val_loss, val_bpb, val_accuracy,
-      val_exact_match, the FLOP counts of `scaling.flops.counts` (flops by flops_method,
+      val_exact_match, val_exact_match_<k> (each k of `TrainConfig.spans`), the FLOP counts of `scaling.flops.counts` (flops by flops_method,
       flops_6n, flops_kaplan, flops_chinchilla, flops_palm, flops_6n_non_embedding: C of
       that point's tokens), wall_s, mfu (mean over the run's steps, each process's first,
       compiling step excluded).
@@ -113,6 +113,8 @@ def _check_fits(cfg: RunConfig, mesh: Mesh) -> None:
         raise ValueError(f"TrainConfig.eval_batch_size={eval_bs}: must be divisible by the {n_dev} devices")
     if cfg.train.exact_match_span > T:
         raise ValueError(f"TrainConfig.exact_match_span={cfg.train.exact_match_span}: longer than seq_len={T}")
+    if any(k > T for k in cfg.train.exact_match_spans):
+        raise ValueError(f"TrainConfig.exact_match_spans={cfg.train.exact_match_spans}: longer than seq_len={T}")
 
 
 def plan_memory(cfg: RunConfig, mesh: Mesh, device_kind: str | None = None) -> memory.MemoryPlan:
@@ -164,7 +166,7 @@ class Trainer:
                              f"({self.train_ds.vocab_size})")
         self.host_index, self.host_count = step_lib.host_rows(mesh)
         self.compiled = step_lib.train_step_for(cfg, mesh)
-        self.eval_fn = step_lib.eval_step_for(mc, self.eval_bs, tc.exact_match_span, mesh)
+        self.eval_fn = step_lib.eval_step_for(mc, self.eval_bs, tc.spans, mesh)
         self.params, self.rest, self.opt_state = self.compiled.init(np.int32(tc.seed))
         self.eval_batches = [self._put(self.val_ds, i, self.eval_bs) for i in range(tc.eval_batches)]
         self.ckpt = Checkpointer(self.out / "checkpoints", keep=tc.keep_checkpoints)

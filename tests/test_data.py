@@ -262,6 +262,42 @@ def test_synthetic_starts_stationary():
         assert np.all(np.abs(freq - pi) < tol), (t, freq, pi)
 
 
+def _periods(x: np.ndarray) -> list[int | None]:
+    """The smallest m < len/2 with x_t = x_{t mod m} for every t of each row, else None."""
+    out = []
+    for row in x:
+        out.append(next((m for m in range(1, len(row) // 2 + 1)
+                         if np.array_equal(row, row[np.arange(len(row)) % m])), None))
+    return out
+
+
+def test_repeat_task_rows_repeat_their_passage_and_leave_the_rest_alone():
+    plain = DataConfig(source="synthetic", seed=3)
+    task = plain.replace(synthetic_task="repeat", synthetic_task_fraction=0.3, synthetic_task_period=8)
+    a = make_dataset(plain, seq_len=32, split="train").batch(5, 2000)
+    ds = make_dataset(task, seq_len=32, split="train")
+    b = ds.batch(5, 2000)
+    changed = np.any(a != b, axis=1)
+    assert 0.3 - 0.04 < changed.mean() < 0.3 + 0.04  # the fraction, within ~4 sigma
+    periods = _periods(b[changed])
+    assert all(m is not None and 8 % m == 0 for m in periods)  # period 8 (a passage may repeat inside itself)
+    np.testing.assert_array_equal(b[changed][:, :8], a[changed][:, :8])  # the passage is the language's
+    assert all(p is None for p in _periods(b[~changed][:200]))  # the rest: the plain language, untouched
+    assert ds.entropy_rate is None and ds.identity["task"] == "repeat"
+    assert ds.identity["language_entropy_rate"] == pytest.approx(make_dataset(plain, seq_len=32, split="train").entropy_rate)
+    np.testing.assert_array_equal(ds.batch(5, 2000), b)  # deterministic, random access
+
+
+def test_repeat_task_periods_drawn_per_row_between_min_and_max():
+    cfg = DataConfig(source="synthetic", synthetic_task="repeat", synthetic_task_fraction=1.0,
+                     synthetic_task_period=12, synthetic_task_min_period=5, synthetic_vocab_size=4096)
+    x = make_dataset(cfg, seq_len=40, split="validation").batch(0, 3000)
+    periods = np.array(_periods(x))  # V=4096: a passage of <= 12 tokens rarely repeats inside itself
+    assert set(periods) == set(range(5, 13))
+    counts = np.bincount(periods, minlength=13)[5:]
+    assert counts.min() > 3000 / 8 * 0.7  # roughly uniform
+
+
 # --------------------------------------------------------------------------- TFDS (mocked)
 
 
@@ -341,6 +377,12 @@ def test_tfds_bad_name_and_key(mock_tfds):
         (dict(text_key=""), "text_key"),
         (dict(stdlib_path="/no/such/dir"), "stdlib_path"),
         (dict(stats_documents=0), "stats_documents"),
+        (dict(synthetic_task="parity"), "synthetic_task"),
+        (dict(synthetic_task="repeat"), "synthetic_task"),  # needs source="synthetic"
+        (dict(synthetic_task_fraction=0.0, source="synthetic"), "synthetic_task_fraction"),
+        (dict(synthetic_task_fraction=1.5, source="synthetic"), "synthetic_task_fraction"),
+        (dict(synthetic_task_period=0, source="synthetic"), "synthetic_task_period"),
+        (dict(synthetic_task_min_period=9, source="synthetic"), "synthetic_task_min_period"),
     ],
 )
 def test_bad_config(kwargs, field):

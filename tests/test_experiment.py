@@ -61,3 +61,16 @@ def test_values_parse_as_python_literals_or_bare_strings():
     assert experiment.parse_value("None") is None
     assert experiment.parse_value("synthetic") == "synthetic"
     assert experiment.parse_value("'quoted'") == "quoted"
+
+
+def test_question_experiments_plan_what_they_promise():
+    from scaling import sweep
+
+    loops = experiment.load("experiments/cpu_loops.py", expect=SweepConfig)
+    runs = sweep.plan(loops)
+    assert {r.config.model.loops for r in runs} == {1, 2, 4} and len(runs) <= 30
+    assert all(r.config.train.exact_match_spans == (1, 4, 16) for r in runs)
+    task = experiment.load("experiments/cpu_emergence.py", expect=SweepConfig)
+    assert task.data.synthetic_task == "repeat" and len(sweep.plan(task)) <= 12
+    language = experiment.load("experiments/cpu_emergence.py", ["data.synthetic_task=none"], expect=SweepConfig)
+    assert language.data.synthetic_task == "none" and language.model.positions == "rotary"

@@ -19,7 +19,7 @@ RANK = {
     "experiment": 3, "flops": 3, "attention": 3, "checkpoint": 3, "sweep.config": 3,
     "hooks": 4, "family": 4, "results": 4, "tables": 4, "model": 4, "sweep.demo": 4, "memory": 4,
     "metrics": 5, "step": 5, "report": 5, "sweep.plan": 5, "verification": 5,
-    "train": 6, "plot": 6, "sweep": 6, "sweep.throughput": 6,
+    "train": 6, "plot": 6, "sweep": 6, "sweep.throughput": 6, "questions": 6,
     "sweep.run": 7,
     "pipeline": 8,
     "cli": 9, "__main__": 10,
@@ -78,6 +78,7 @@ FORBIDDEN = {
     "train": ("report", "plot", "fit", "sweep", "pipeline"),
     "step": ("report", "plot", "fit", "sweep", "pipeline"),
     "report": ("plot", "sweep", "train", "step", "pipeline"),
+    "questions": ("plot", "sweep", "train", "step", "pipeline"),
 }
 
 

@@ -54,9 +54,38 @@ def test_summarize_writes_report_and_plots_beside_a_gs_table(synthetic_rows, fak
     assert rep.chinchilla is not None
     text = fake_gcs["/bucket/sweep/report.txt"].getvalue().decode()
     assert "Forecast at C = 1e+14" in text and text.strip() in capsys.readouterr().out
-    for name in plot.PLOTS:
+    for name in (*plot.PLOTS, "inference.png"):
         assert fake_gcs[f"/bucket/sweep/plots/{name}"].getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Inference-aware optimum at C = 1e+14" in text  # scaling.questions, appended
     assert not (paths.path("gs:").exists())
+
+
+@pytest.mark.slow
+def test_summarize_a_looped_sweep_fits_the_usual_laws_on_one_loop_count(sweep_config, tmp_path):
+    """A table at 1 and 2 loops: approach 2 and 3 see the 1-loop runs only (N means the same
+    thing in every row they fit), the looped law sees all, and loops.png is drawn."""
+    import json
+
+    from scaling import pipeline
+
+    cfg = sweep_config(budgets=(1e12, 3e12, 1e13), loops=(1, 2), sizes_per_budget=4)
+    for run in sweep.plan(cfg):
+        k = run.config.model.loops
+        loss = 1.69 + 406.4 / (run.N * k**0.5) ** 0.34 + 410.7 / run.D ** 0.28
+
+        class Result:
+            status, steps, wall_s = "finished", run.steps, 1.0
+            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss, train_loss=loss,
+                           flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3)]
+
+        for row in results.make_rows(run, Result()):
+            results.append_row(tmp_path, row)
+    rep = pipeline.summarize(tmp_path, n_bootstrap=10, plot_dir=tmp_path / "plots")
+    assert {r["loops"] for r in rep.rows} == {1} and len(rep.rows) == len(sweep.plan(cfg)) // 2
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["questions"]["loops"]["gamma"] == pytest.approx(0.5, abs=0.05)
+    assert "What a loop is worth" in (tmp_path / "report.txt").read_text()
+    assert (tmp_path / "plots" / "loops.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

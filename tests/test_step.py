@@ -140,3 +140,36 @@ def test_grad_accumulation_with_fsdp_equals_the_full_batch(tiny_run):
     assert l2 == pytest.approx(l1, rel=1e-6) and g2 == pytest.approx(g1, rel=1e-5)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_exact_match_of_several_span_lengths_in_one_pass(tiny_run):
+    """Exact match of k-token spans, for every k at once, equals counting argmax hits by hand,
+    on sequences the model itself generated greedily with 1 token in 8 corrupted (so every k
+    has matches and misses); val_exact_match stays the one of exact_match_span."""
+    cfg = tiny_run(exact_match_span=8, exact_match_spans=(1, 4, 16))
+    mesh = step_lib.data_mesh(jax.devices()[:1])
+    compiled = step_lib.train_step_for(cfg, mesh)
+    params, rest, _ = compiled.init(np.int32(0))
+    rng = np.random.default_rng(0)
+    T, B = cfg.model.seq_len, 8
+    tokens = rng.integers(0, 256, size=(B, T + 1)).astype(np.int32)
+    forward = jax.jit(lambda t: step_lib.token_losses(compiled.graphdef, params, rest, t)[1])
+    for t in range(T):  # greedy continuation: position t + 1 = argmax after t, unless corrupted
+        guess = np.asarray(forward(tokens))[:, t].argmax(-1)
+        tokens[:, t + 1] = np.where(rng.random(B) < 0.125, (guess + 1) % 256, guess)
+    correct = np.asarray(forward(tokens)).argmax(-1) == tokens[:, 1:]
+    eval_fn = step_lib.eval_step_for(cfg.model, B, cfg.train.spans, mesh)
+    out = step_lib.evaluate(eval_fn, params, rest, [step_lib.put_batch(mesh, tokens, B)], _UnitBytes())
+    assert cfg.train.spans == (8, 1, 4, 16)
+    for k in (1, 4, 8, 16):
+        expected = correct[:, : T // k * k].reshape(B, T // k, k).all(-1).mean()
+        assert out[f"val_exact_match_{k}"] == pytest.approx(expected)
+        if k > 1:
+            assert 0 < expected < 1
+    assert out["val_exact_match"] == out["val_exact_match_8"]
+    assert out["val_accuracy"] == pytest.approx(correct.mean()) == out["val_exact_match_1"]
+
+
+class _UnitBytes:
+    def bits_per_byte(self, loss):
+        return loss

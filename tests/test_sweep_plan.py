@@ -163,3 +163,22 @@ def test_plan_table_shows_bytes_per_device_and_flags_runs_too_big_for_the_chip(s
     over = [r for r in big if not memory.plan(r.config, 8, 1, "TPU v5 lite").fits]
     assert over and flagged.count("!") == len(over) + 1
     assert f"{len(over)} runs (!) exceed a TPU v5 lite chip's memory" in flagged
+
+
+def test_loops_run_each_shape_at_every_loop_count_with_its_own_tokens(sweep_config):
+    one = sweep.plan(sweep_config(min_steps=1))
+    looped = sweep.plan(sweep_config(min_steps=1, loops=(1, 2, 4)))
+    assert len(looped) == 3 * len(one)
+    for r in one:
+        copies = {t.config.model.loops: t for t in looped if t.run_id.split("-x")[0] == r.run_id}
+        assert sorted(copies) == [1, 2, 4]
+        assert copies[1].run_id == r.run_id and copies[2].run_id == r.run_id + "-x2"
+        for k, t in copies.items():
+            assert t.config.model == r.config.model.replace(loops=k)     # the same shape, so the same N
+            assert t.N == r.N and t.budget == r.budget
+            assert t.D == round(t.budget / per_token(t.config.model, "chinchilla"))
+        assert copies[4].D < copies[2].D < copies[1].D                   # each loop's compute is paid
+    assert sweep.plan(sweep_config(min_steps=1, loops=(2,)))[0].run_id.endswith("-x2")
+    for bad in ((0,), (1, 1), (1.5,)):
+        with pytest.raises(ValueError, match="SweepConfig.loops"):
+            sweep_config(loops=bad)

@@ -25,6 +25,8 @@ from scaling.validate import check_bool, check_choice, check_int, check_number, 
 SOURCES = ("stdlib", "synthetic", "tfds")
 PACKINGS = ("auto", "stream", "documents")
 SPLITS = ("train", "validation")
+# Tasks that can be mixed into the synthetic language (`synthetic.py`, "A task with a sharp transition").
+SYNTHETIC_TASKS = ("none", "repeat")
 # The synthetic chain stores a (V, V) successor table; 4096 keeps it <= 32 MiB.
 MAX_SYNTHETIC_VOCAB = 4096
 
@@ -52,6 +54,15 @@ class DataConfig:
     synthetic_vocab_size: V of the synthetic chain, 2..4096.
     synthetic_zipf_exponent: exponent s of the Zipf rows (p_k ~ k^-s), >= 0.
     synthetic_chain_seed: seed of the synthetic language (not of data order).
+    synthetic_task: "none", or "repeat": a fraction of the rows are a passage of the
+        language repeated to the end of the row (copying, learned by an attention head in
+        a sharp transition: Olsson et al. 2022; see synthetic.py). Every repeated token is
+        then predictable, so exact match of spans can reach 1.
+    synthetic_task_fraction: fraction of rows that carry the task, in (0, 1].
+    synthetic_task_period: the passage length m repeated in a task row (>= 1).
+    synthetic_task_min_period: None (every task row repeats with period m), or a smaller
+        period: each task row's period is then uniform in [min, m], which only an
+        induction head (matching content, not position) can copy.
     validation_fraction: stdlib only, fraction of files held out, in (0, 1).
     stdlib_path: stdlib root to read; default ``sysconfig`` of this Python.
     packing: "auto" (stream for stdlib, documents for tfds), "stream"
@@ -75,6 +86,10 @@ class DataConfig:
     synthetic_vocab_size: int = 256
     synthetic_zipf_exponent: float = 1.0
     synthetic_chain_seed: int = 0
+    synthetic_task: str = "none"
+    synthetic_task_fraction: float = 0.25
+    synthetic_task_period: int = 8
+    synthetic_task_min_period: int | None = None
     validation_fraction: float = 0.05
     stdlib_path: str | None = None
     packing: str = "auto"
@@ -98,6 +113,15 @@ class DataConfig:
             _fail("tokenizer", self.tokenizer, 'not "byte" and no SentencePiece model file exists at this path')
         check_int(c, "synthetic_vocab_size", self.synthetic_vocab_size, low=2, high=MAX_SYNTHETIC_VOCAB)
         check_number(c, "synthetic_zipf_exponent", self.synthetic_zipf_exponent, low=0)
+        check_choice(c, "synthetic_task", self.synthetic_task, SYNTHETIC_TASKS)
+        check_number(c, "synthetic_task_fraction", self.synthetic_task_fraction, low=0, high=1, low_open=True)
+        check_int(c, "synthetic_task_period", self.synthetic_task_period, low=1)
+        if self.synthetic_task_min_period is not None:
+            check_int(c, "synthetic_task_min_period", self.synthetic_task_min_period, low=1,
+                      high=self.synthetic_task_period, why=f"must be None or an int in [1, synthetic_task_period="
+                      f"{self.synthetic_task_period}]")
+        if self.synthetic_task != "none" and self.source != "synthetic":
+            _fail("synthetic_task", self.synthetic_task, f'needs source="synthetic" (it is {self.source!r})')
         check_number(c, "validation_fraction", self.validation_fraction, low=0, high=1, low_open=True,
                       high_open=True)
         if self.stdlib_path is not None and not os.path.isdir(str(self.stdlib_path)):

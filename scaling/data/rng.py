@@ -29,6 +29,8 @@ WINDOW_START = 1
 DOCUMENT = 2
 DOCUMENT_OFFSET = 3
 TOKENS = 4
+TASK = 5
+TASK_PERIOD = 6
 
 
 def mix(x: np.ndarray) -> np.ndarray:

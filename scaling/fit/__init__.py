@@ -15,6 +15,9 @@ in float64 without touching the caller's JAX settings; compiled functions are ca
 * :func:`frontier` - compute-optimal (N, D, L) of many laws at once under a family's cost per
   token (:func:`interpolated_flops_per_token`); :func:`isoflop_bootstrap` - approach 2's
   residual bootstrap that keeps each budget's design (:mod:`.frontier`).
+* :func:`looped` - laws for looped models, L = E + A/(N g(loops))^alpha + B/D^beta, and what
+  a loop is worth (:mod:`.looped`); :func:`inference_optimal` - the model that reaches a
+  loss with the least training plus inference compute (Sardana et al. 2024, :mod:`.inference`).
 """
 
 from ._validate import ExtrapolationWarning, IdentifiabilityWarning, ScalingFitWarning
@@ -25,6 +28,8 @@ from .backtest import BacktestResult, backtest
 from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
 from .forms import FORMS, FarseerLaw, FrontierLaw
 from .forecast import Candidate, EnsembleLaw, Forecast, Optimum, Prediction, forecast
+from .looped import LoopedLaw, compare_forms, looped, looped_bootstrap
+from .inference import InferenceOptimum, inference_optimal
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
@@ -32,4 +37,5 @@ __all__ = [
     "frontier", "interpolated_flops_per_token", "isoflop_bootstrap",
     "hoffmann_grid", "ScalingFitWarning", "IdentifiabilityWarning", "ExtrapolationWarning",
     "forecast", "Forecast", "Candidate", "Prediction", "Optimum", "EnsembleLaw", "FORMS", "FarseerLaw", "FrontierLaw",
+    "looped", "looped_bootstrap", "compare_forms", "LoopedLaw", "inference_optimal", "InferenceOptimum",
 ]

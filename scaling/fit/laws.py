@@ -149,8 +149,12 @@ class ChinchillaLaw:
         D = np.asarray(D, dtype=np.float64)
         return scalar_or_array(self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta))
 
-    def compute_optimal(self, C, flops_per_token: Callable | None = None):
+    def compute_optimal(self, C, flops_per_token: Callable | None = None, *, inference_tokens=None):
         """``(N_opt, D_opt)`` minimising L at training compute ``C``.
+
+        With ``inference_tokens`` T (> 0): instead the (N, D) of least training + inference
+        FLOPs that reaches the same loss, for a model that will serve T tokens (Sardana et al.
+        2024; :func:`scaling.fit.inference_optimal`, which also reports the FLOPs saved).
 
         Default cost model ``C = 6 N D``: closed form (Hoffmann et al. 2022, eq. 4),
         ``N_opt = G (C/6)**a``, ``D_opt = (C/6)**b / G`` with
@@ -161,6 +165,13 @@ class ChinchillaLaw:
         A law with ``alpha <= 0`` or ``beta <= 0`` (loss not falling in N or in D; a bootstrap
         replicate can land there) has no interior optimum: both come back NaN.
         """
+        if inference_tokens is not None:
+            from .inference import inference_optimal
+
+            C_b, T_b = np.broadcast_arrays(np.asarray(C, dtype=np.float64), np.asarray(inference_tokens, dtype=np.float64))
+            best = [inference_optimal(self, c, t, flops_per_token=flops_per_token) for c, t in zip(C_b.ravel(), T_b.ravel())]
+            return (scalar_or_array(np.reshape([b.N for b in best], C_b.shape)),
+                    scalar_or_array(np.reshape([b.D for b in best], C_b.shape)))
         C_array = np.asarray(C, dtype=np.float64)
         if not (self.alpha > 0 and self.beta > 0):
             undefined = np.full_like(C_array, np.nan)

@@ -65,6 +65,11 @@ class SweepConfig:
       (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", Fig. 3), so a law
       fitted there is not the unique-data law the IsoFLOP method assumes. Raise it (or None:
       no limit) to study repeated data on purpose.
+    loops: () (every run uses model.loops) or loop counts: each (budget, shape) is then run
+      once per count, with the same shape (so the same N) and D = C / per_token(shape, loops)
+      (ids end in "-x<loops>" when > 1). Looped models pay every loop's compute
+      (`scaling.flops`), so at one budget more loops means fewer tokens: what a loop is worth
+      is then measurable (`scaling.fit.looped`, `scaling.questions`).
     name: the sweep's name (metadata only).
     """
 
@@ -89,6 +94,7 @@ class SweepConfig:
     wsd_branch_fracs: tuple[float, ...] = ()
     seeds: int = 1
     max_epochs: float | None = 4.0
+    loops: tuple[int, ...] = ()
     name: str = "sweep"
 
     def __post_init__(self):
@@ -149,6 +155,9 @@ class SweepConfig:
             _fail("seeds", self.seeds, "must be an int >= 1")
         if self.max_epochs is not None and not (is_number(self.max_epochs) and self.max_epochs > 0):
             _fail("max_epochs", self.max_epochs, "must be a positive number (math.inf or None: no limit)")
+        object.__setattr__(self, "loops", _positive_numbers("loops", self.loops, integers=True))
+        if len(set(self.loops)) != len(self.loops):
+            _fail("loops", self.loops, "must not repeat a loop count")
         if not self.name or "/" in self.name:
             _fail("name", self.name, "must be a non-empty name without '/'")
 

@@ -48,7 +48,9 @@ def demo_config(budget: str = "small") -> SweepConfig:
         The top budget is what 2 CPU cores allow; with it, approach 2's backtest (which needs
         a decade without the largest budget) runs only in `medium`;
       - 16 batches of 32 validation sequences (32k tokens, the same for every run), 4x the
-        former evaluation, so that its sampling error stays below the loss gaps between sizes.
+        former evaluation, so that its sampling error stays below the loss gaps between sizes;
+        exact match scored for spans of 1, 4, 8 and 16 tokens (the emergence check of
+        `scaling.questions`).
     """
     if budget not in DEMO_BUDGETS:
         raise ValueError(f"budget={budget!r}: must be one of {', '.join(DEMO_BUDGETS)}")
@@ -60,5 +62,6 @@ def demo_config(budget: str = "small") -> SweepConfig:
         model=ModelConfig(d_model=32, n_layers=2, n_heads=4, vocab_size=256, seq_len=64),
         data=DataConfig(source="stdlib"),
         train=TrainConfig(tokens=1, global_batch_size=16, lr=1.6e-2, warmup_steps=40, schedule="cosine",
-                          eval_batches=16, eval_batch_size=32, log_every=100, progress=False),
+                          eval_batches=16, eval_batch_size=32, exact_match_spans=(1, 4, 16), log_every=100,
+                          progress=False),
     )

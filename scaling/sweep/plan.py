@@ -136,16 +136,21 @@ def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: in
 
 
 def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
-    """Every run of the sweep, by budget, size and seed, deterministic (ids like "C3e+12-d128-L4").
+    """Every run of the sweep, by budget, size, loop count and seed, deterministic (ids like
+    "C3e+12-d128-L4", "C3e+12-d128-L4-x2" for 2 loops).
 
     Each run is `plan_run(sweep, budget, shape)` for the shapes picked around the expected
-    optimum; runs under `min_steps` optimizer steps are dropped with a warning.
+    optimum (each shape once per `sweep.loops` count, when given); runs under `min_steps`
+    optimizer steps are dropped with a warning.
     """
     ladder = _ladder(sweep)
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     for budget in sweep.budgets:
-        for cfg, seed_index in itertools.product(_pick_sizes(sweep, budget, ladder), range(sweep.seeds)):
+        shapes = _pick_sizes(sweep, budget, ladder)
+        if sweep.loops:
+            shapes = [shape.replace(loops=k) for shape in shapes for k in sweep.loops]
+        for cfg, seed_index in itertools.product(shapes, range(sweep.seeds)):
             run = plan_run(sweep, budget, cfg, seed_index)
             if run.run_id in seen:
                 continue
