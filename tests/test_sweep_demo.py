@@ -21,7 +21,7 @@ def test_demo_configs_plan():
         for C in budgets:
             here = [r for r in runs if r.budget == C]
             assert len(here) >= 4  # a parabola per budget
-            assert len({r.N for r in here}) == len(here)
+            assert len({r.N for r in here}) * cfg.seeds == len(here)  # each size once per seed
             assert all(r.steps >= cfg.min_steps for r in here)
             n_opt = sweep.optimal_size(cfg, C)
             assert min(r.N for r in here) < n_opt < max(r.N for r in here)  # the expected optimum is bracketed
