@@ -102,7 +102,8 @@ def forms(rows, budget):
             out["frontier in non-embedding C, best run"] = (float(law.predict(6 * share * n_opt * d_opt)), None)
         if rep.law_forecast is not None:  # what the report prints: the form the backtest chose
             f = rep.forecast
-            out[f"fit.forecast (chose {f['form']})"] = (f["L_opt"], f["N_opt"])
+            out["fit.forecast"] = (f["L_opt"], f["N_opt"])
+            out["fit.forecast form"] = (f["form"], None)
             out["fit.forecast interval"] = (f["L_opt_interval"], None)
     return out
 
@@ -123,6 +124,8 @@ def run_variant(args) -> dict:
     for name, (loss, n) in forms(rows, budget).items():
         if name.endswith("interval"):
             scored[name] = {"interval": list(loss), "inside": bool(loss[0] <= best <= loss[1])}
+        elif name.endswith("form"):
+            scored[name] = {"form": loss}
         else:
             scored[name] = {"loss": loss, "error": loss / best - 1, "N_opt": n, "N_ratio": n / n_best if n else None}
     doc = {"variant": args.variant, "set": args.set, "budgets": list(sweep.budgets), "seeds": sweep.seeds,
@@ -143,8 +146,14 @@ def report_table(out_dir) -> str:
     lines = ["| variant | overrides | runs | sweep train s | truth best (N) | "
              + " | ".join(names) + " |", "|---" * (5 + len(names)) + "|"]
     for d in latest.values():
-        cells = [("in" if d["forms"][n]["inside"] else "OUT") if "inside" in d["forms"].get(n, {}) else
-                 f"{100 * d['forms'][n]['error']:+.1f}%" if n in d["forms"] else "-" for n in names]
+        def cell(n):
+            s = d["forms"].get(n)
+            if s is None:
+                return "-"
+            if "inside" in s:
+                return f"[{s['interval'][0]:.3f}, {s['interval'][1]:.3f}] {'in' if s['inside'] else 'OUT'}"
+            return s["form"] if "form" in s else f"{100 * s['error']:+.1f}%"
+        cells = [cell(n) for n in names]
         lines.append(f"| {d['variant']} | {' '.join(d['set']) or '-'} | {d['runs']} | {d['sweep_train_s']:.0f} | "
                      f"{d['truth_best']:.4f} ({d['truth_N']:.3g}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -168,6 +177,9 @@ def main():
     for name, s in doc["forms"].items():
         if "interval" in s:
             print(f"  {name:<34} [{s['interval'][0]:.4f}, {s['interval'][1]:.4f}]: truth {'inside' if s['inside'] else 'OUTSIDE'}")
+            continue
+        if "form" in s:
+            print(f"  {name:<34} {s['form']}")
             continue
         ratio = f", N_opt {s['N_ratio']:.2f}x" if s["N_ratio"] else ""
         print(f"  {name:<34} {s['loss']:.4f}  {100 * s['error']:+.2f}%{ratio}")

@@ -118,7 +118,8 @@ def _check_fits(cfg: RunConfig, mesh: Mesh) -> None:
 
 
 def plan_memory(cfg: RunConfig, mesh: Mesh, device_kind: str | None = None) -> memory.MemoryPlan:
-    """The run's bytes per device on `mesh`, printed by process 0; a ValueError naming the
+    """The run's bytes per device on `mesh`, printed by process 0 (on accelerators, or with
+    fsdp > 1); a ValueError naming the
     smallest mesh that fits when it exceeds the chip's memory. `device_kind` defaults to the
     mesh's devices; CPUs have no known limit (pass a kind to plan for another chip)."""
     fsdp = step_lib.mesh_fsdp(mesh)
@@ -132,7 +133,8 @@ def plan_memory(cfg: RunConfig, mesh: Mesh, device_kind: str | None = None) -> m
         if device.platform != "cpu":  # what XLA's allocator may use (JAX preallocates 75% on GPUs)
             capacity = (device.memory_stats() or {}).get("bytes_limit")
     plan = memory.check_fits(cfg, mesh.size // fsdp, fsdp, kind, capacity=capacity)
-    if jax.process_index() == 0:
+    # Printed where it can matter: a chip with a known memory (CPUs have none), or a sharded mesh.
+    if jax.process_index() == 0 and (plan.capacity is not None or fsdp > 1):
         print(f"{cfg.name}: {memory.format_plan(plan)}", flush=True)
     return plan
 
