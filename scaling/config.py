@@ -34,6 +34,8 @@ FFN_KINDS = ("gelu", "swiglu")
 POSITION_KINDS = ("learned", "rotary")
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KINDS = ("auto", "blocked", "cudnn")
+# How init and learning rates scale with width and depth (`scaling.parametrization`).
+PARAMETRIZATIONS = ("sp", "mup", "completep")
 # The FLOP accountings of `scaling.flops` (listed here so that configs validate without it).
 FLOPS_METHODS = ("6n", "kaplan", "chinchilla", "palm")
 
@@ -65,6 +67,17 @@ class ModelConfig:
         over query blocks, skipping fully masked key blocks; fastest on CPU), "cudnn"
         (`jax.nn.dot_product_attention(implementation="cudnn")`, flash attention on NVIDIA
         GPUs, bf16/fp16 only), or "auto" (cudnn on a GPU in bf16/fp16, else blocked).
+      parametrization: how init, forward multipliers and per-tensor Adam learning rates scale
+        with size (`scaling.parametrization` has the table): "sp" (standard, the default),
+        "mup" (Yang et al. 2022, width), "completep" (Dey et al. 2025, width and depth).
+      base_width: muP/CompleteP: the d_model at which the model equals SP (where TrainConfig.lr
+        is the tuned rate); required by them, None under SP.
+      base_depth: CompleteP: the number of applied blocks (n_layers x loops) at which it equals
+        muP; required by it, None otherwise.
+      base_head_dim: muP/CompleteP: the head dimension at base_width when K grows with width
+        (attention logits q.k sqrt(base_head_dim) / K, TP5's 1/K); None = K does not change.
+      depth_alpha: CompleteP: residual branches are multiplied by (depth / base_depth)^-alpha,
+        in [0.5, 1]: 1 is CompleteP, 0.5 the depth-muP of Yang et al. 2023.
     """
 
     d_model: int
@@ -84,6 +97,11 @@ class ModelConfig:
     rope_base: float = 10_000.0
     init_std: float = 0.02
     attention: Literal["auto", "blocked", "cudnn"] = "auto"
+    parametrization: Literal["sp", "mup", "completep"] = "sp"
+    base_width: int | None = None
+    base_depth: int | None = None
+    base_head_dim: int | None = None
+    depth_alpha: float = 1.0
 
     def __post_init__(self):
         c = "ModelConfig"
@@ -109,6 +127,24 @@ class ModelConfig:
         check_bool(c, "use_bias", self.use_bias)
         if self.d_ff is None and int(round(self.ffn_ratio * self.d_model)) <= 0:
             fail(c, "ffn_ratio", self.ffn_ratio, "gives an empty FFN")
+        self._check_parametrization()
+
+    def _check_parametrization(self):
+        c, p = "ModelConfig", self.parametrization
+        check_choice(c, "parametrization", p, PARAMETRIZATIONS)
+        for name in ("base_width", "base_depth", "base_head_dim"):
+            check_optional_int(c, name, getattr(self, name))
+        needs = {"sp": (), "mup": ("base_width",), "completep": ("base_width", "base_depth")}[p]
+        for name in ("base_width", "base_depth"):
+            if name in needs and getattr(self, name) is None:
+                fail(c, name, None, f"parametrization={p!r} needs it (the size the learning rate is tuned at)")
+            if name not in needs and getattr(self, name) is not None:
+                fail(c, name, getattr(self, name), f"is not used by parametrization={p!r}: leave it None")
+        if p == "sp" and self.base_head_dim is not None:
+            fail(c, "base_head_dim", self.base_head_dim, "is not used by parametrization='sp': leave it None")
+        check_number(c, "depth_alpha", self.depth_alpha, low=0.5, high=1.0)
+        if p != "completep" and self.depth_alpha != 1.0:
+            fail(c, "depth_alpha", self.depth_alpha, f"is only used by parametrization='completep' (it is {p!r})")
 
     # Derived sizes: read these, never recompute them elsewhere.
     @property
