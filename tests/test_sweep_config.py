@@ -25,3 +25,12 @@ def test_bad_fields_name_the_field(sweep_config, field, value, match):
         sweep_config(**{field: value})
     with pytest.raises(ValueError, match="SweepConfig.widths"):
         sweep_config(widths=(20, 32), depths=(1,))  # 20 not divisible by head_dim 16
+
+
+def test_lr_width_and_mup_do_not_both_scale_the_learning_rate(sweep_config):
+    from scaling.config import ModelConfig
+
+    mup = ModelConfig(d_model=64, n_layers=2, n_heads=4, seq_len=64, parametrization="mup", base_width=64)
+    with pytest.raises(ValueError, match=r"SweepConfig\.lr_width=32: must be None with model\.parametrization='mup'"):
+        sweep_config(model=mup, lr_width=32)
+    assert sweep_config(model=mup).lr_width is None
