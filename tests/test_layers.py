@@ -19,7 +19,7 @@ RANK = {
     "experiment": 3, "flops": 3, "attention": 3, "checkpoint": 3, "sweep.config": 3, "parametrization": 3,
     "hooks": 4, "family": 4, "results": 4, "model": 4, "sweep.demo": 4,
     "metrics": 5, "step": 5, "report": 5, "sweep.plan": 5,
-    "train": 6, "plot": 6, "sweep": 6, "sweep.throughput": 6,
+    "train": 6, "plot": 6, "sweep": 6, "sweep.throughput": 6, "coordcheck": 6,
     "sweep.run": 7,
     "pipeline": 8,
     "cli": 9, "__main__": 10,
