@@ -11,6 +11,8 @@ as width grows; under muP (width) and CompleteP (depth) it stays put. Here:
     (base_width 32: at width 32 the two are the same model);
   depth: d_model 64 models of 2..16 layers, "sp" and "completep" (base_width 64, base_depth 2,
     depth_alpha 1; SP here equals muP, whose width correction is 1 at width 64).
+  --output-mult sets the mup/completep models' output multiplier (default 1: the base model
+    is the SP one); SP runs are shared between invocations.
 
 Every run is `scaling.train.run` with the library's recipe (AdamW, weight decay 0.1, clip
 1.0, warmup then cosine to 10%) on the stdlib corpus, `--steps` steps of `--batch` x 64 tokens, one
@@ -61,16 +63,17 @@ def model_for(kind: str, param: str, size: int, args) -> ModelConfig:
         fields = dict(d_model=args.width, n_layers=size, n_heads=args.width // args.head_dim)
         base = dict(base_width=args.width, base_depth=args.depths[0], depth_alpha=args.alpha)
     if param == "mup":
-        fields.update(parametrization="mup", base_width=base["base_width"])
+        fields.update(parametrization="mup", base_width=base["base_width"], output_mult=args.output_mult)
     elif param == "completep":
-        fields.update(parametrization="completep", **base)
+        fields.update(parametrization="completep", output_mult=args.output_mult, **base)
     return ModelConfig(seq_len=args.seq_len, **fields)
 
 
 def val_loss(model: ModelConfig, log2_lr: float, args) -> float:
     """The final validation loss of one run (inf if it diverged)."""
     steps = args.steps
-    name = f"{model.parametrization}-d{model.d_model}-L{model.n_layers}-lr2^{log2_lr:g}"
+    om = f"-om{model.output_mult:g}" if model.output_mult != 1.0 else ""
+    name = f"{model.parametrization}{om}-d{model.d_model}-L{model.n_layers}-lr2^{log2_lr:g}"
     cfg = RunConfig(model=model, data=DataConfig(source="stdlib"), name=name, train=TrainConfig(
         tokens=steps * args.batch * model.seq_len, global_batch_size=args.batch, lr=2.0 ** log2_lr,
         warmup_steps=max(1, steps // 10), eval_batches=4, eval_batch_size=32, log_every=steps, progress=False))
@@ -172,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--alpha", type=float, default=1.0)
+    p.add_argument("--output-mult", type=float, default=1.0, help="ModelConfig.output_mult of the mup/completep "
+                   "models (tuned at the base width; 1 = the base model is SP)")
     p.add_argument("--start", type=float, default=-7.0, help="log2 lr the search starts from")
     p.add_argument("--extra", type=int, default=0, help="grid points added beyond each side of the minimum")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "figures"), help="figure, table, JSON")
@@ -195,12 +200,13 @@ def main(argv=None) -> int:
         params, sizes = plans[kind]
         results[kind] = {}
         for param in params:
-            results[kind][param] = {}
+            label = param if param == "sp" or args.output_mult == 1 else f"{param} (output_mult {args.output_mult:g})"
+            results[kind][label] = {}
             start = args.start
             for size in sizes:
                 losses = search(model_for(kind, param, size, args), start, args, log)
                 opt = optimum(losses)
-                results[kind][param][size] = {"losses": losses, "log2_lr_opt": opt, "loss_opt": min(losses.values())}
+                results[kind][label][size] = {"losses": losses, "log2_lr_opt": opt, "loss_opt": min(losses.values())}
                 start = round(opt)  # the next size starts where this one's optimum is
     wall = time.time() - t0
 

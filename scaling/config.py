@@ -78,6 +78,9 @@ class ModelConfig:
         (attention logits q.k sqrt(base_head_dim) / K, TP5's 1/K); None = K does not change.
       depth_alpha: CompleteP: residual branches are multiplied by (depth / base_depth)^-alpha,
         in [0.5, 1]: 1 is CompleteP, 0.5 the depth-muP of Yang et al. 2023.
+      output_mult: muP/CompleteP: the logits' multiplier at the base width (TP5's output
+        multiplier, a hyperparameter tuned at the base like the learning rate; logits are
+        multiplied by output_mult x base_width / d_model). 1 (the default) makes the base model SP.
     """
 
     d_model: int
@@ -102,6 +105,7 @@ class ModelConfig:
     base_depth: int | None = None
     base_head_dim: int | None = None
     depth_alpha: float = 1.0
+    output_mult: float = 1.0
 
     def __post_init__(self):
         c = "ModelConfig"
@@ -143,6 +147,9 @@ class ModelConfig:
         if p == "sp" and self.base_head_dim is not None:
             fail(c, "base_head_dim", self.base_head_dim, "is not used by parametrization='sp': leave it None")
         check_number(c, "depth_alpha", self.depth_alpha, low=0.5, high=1.0)
+        check_number(c, "output_mult", self.output_mult, low=0, low_open=True, why="must be positive")
+        if p == "sp" and self.output_mult != 1.0:
+            fail(c, "output_mult", self.output_mult, "is only used by parametrization='mup' or 'completep'")
         if p != "completep" and self.depth_alpha != 1.0:
             fail(c, "depth_alpha", self.depth_alpha, f"is only used by parametrization='completep' (it is {p!r})")
 

@@ -11,20 +11,22 @@ multipliers). Jax-free: it is arithmetic on a config.
 
 "mup": the Maximal Update Parametrization for Adam (Yang et al. 2022, "Tensor Programs V",
   Table 3, in the output-multiplier form of their Table 8 that allows tied embeddings), written
-  relative to a base width so that at d_model = base_width it IS the SP model above (and a
-  learning rate tuned there transfers). With m_d = d_model / base_width:
+  relative to a base width so that at d_model = base_width (and output_mult = 1) it IS the SP
+  model above (and a learning rate tuned there transfers). With m_d = d_model / base_width:
 
     tensor (role)                         init std                 Adam lr   forward
     token/position embeddings ("input")   init_std                 lr        -
     block matrices qkv, up ("hidden")     init_std / sqrt(m_d)     lr / m_d  -
     block matrices out, down ("hidden")   SP's std / sqrt(m_d)     lr / m_d  -
     biases, LayerNorms in blocks ("vector") 0 / 1                  lr        -
-    final LayerNorm, unembedding ("output") 0 / 1, init_std        lr        logits x 1 / m_d
+    final LayerNorm, unembedding ("output") 0 / 1, init_std        lr        logits x output_mult / m_d
 
   Hidden matrices have init variance proportional to 1/fan_in and Adam rates to 1/fan_in
   (Table 3, "hidden weights"); embeddings and every vector keep a width-independent rate
   (Table 3, "input weights & all biases"); the readout keeps its init and rate and its output
-  is multiplied by 1/m_d (Table 8, "output weights": multiplier 1/fan_in). m_d is one ratio
+  is multiplied by 1/m_d (Table 8, "output weights": multiplier 1/fan_in), times
+  `output_mult`, TP5's output multiplier: a constant to tune at the base width like the
+  learning rate (bench/README.md: on the stdlib corpus the base model wants about 8). m_d is one ratio
   for every hidden dimension: d_attn and F are assumed to grow with d_model, as they do in
   `scaling.family`. Attention: TP5 (sec. 4, "attention logits scaled by 1/d") divides q.k by K
   instead of sqrt(K) when the head dimension K grows with width. `base_head_dim` gives the head
@@ -101,7 +103,8 @@ def rules(cfg: ModelConfig) -> Rules:
     attention_scale = None if cfg.base_head_dim is None else math.sqrt(cfg.base_head_dim) / cfg.k
     if cfg.parametrization == "mup":
         return Rules(width_mult=m_d, depth_mult=1.0, hidden_std=std / math.sqrt(m_d),
-                     out_std=std / math.sqrt(2 * layers * m_d), embed_std=std, residual=1.0, logits=1.0 / m_d,
+                     out_std=std / math.sqrt(2 * layers * m_d), embed_std=std, residual=1.0,
+                     logits=cfg.output_mult / m_d,
                      attention_scale=attention_scale, lr={**ones, "hidden": 1.0 / m_d},
                      weight_decay=dict(ones), adam_eps=1.0)
     # completep
@@ -110,7 +113,7 @@ def rules(cfg: ModelConfig) -> Rules:
     depth_lr = m_L ** (a - 1)
     return Rules(width_mult=m_d, depth_mult=m_L, hidden_std=std / math.sqrt(m_d),
                  out_std=std / math.sqrt(2 * cfg.base_depth * m_d), embed_std=std, residual=m_L ** -a,
-                 logits=1.0 / m_d, attention_scale=attention_scale,
+                 logits=cfg.output_mult / m_d, attention_scale=attention_scale,
                  lr={**ones, "hidden": depth_lr / m_d, "vector": depth_lr},
                  weight_decay={**ones, "hidden": m_d}, adam_eps=1.0 / (m_d * m_L ** a))
 

@@ -57,6 +57,8 @@ def test_cross_field_rules():
                                                                     r"by parametrization='completep'"),
     (dict(parametrization="completep", base_width=32, base_depth=2, depth_alpha=0.25),
      r"ModelConfig\.depth_alpha=0\.25: must be in \[0\.5, 1\]"),
+    (dict(output_mult=8.0), r"ModelConfig\.output_mult=8\.0: is only used by parametrization='mup' or 'completep'"),
+    (dict(parametrization="mup", base_width=32, output_mult=0.0), r"ModelConfig\.output_mult=0\.0: must be positive"),
 ])
 def test_parametrization_fields_are_checked(fields, message):
     with pytest.raises(ValueError, match=message):

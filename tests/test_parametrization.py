@@ -37,6 +37,12 @@ def test_mup_follows_tp5_relative_to_the_base_width(width):
     assert r.attention_scale is None  # K = 8 at every width: 1/sqrt(K) is already width-free
 
 
+def test_output_mult_multiplies_the_logits_at_every_width():
+    for width in (32, 256):
+        cfg = BASE.replace(d_model=width, n_heads=width // 8, parametrization="mup", base_width=32, output_mult=8.0)
+        assert rules(cfg).logits == pytest.approx(8.0 * 32 / width)
+
+
 def test_mup_attention_is_one_over_k_when_the_head_dim_grows():
     # 4 heads at every width: K = d_model / 4 grows, logits q.k sqrt(K_base) / K (TP5 sec. 4).
     for width in (32, 128, 512):
