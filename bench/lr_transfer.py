@@ -12,7 +12,7 @@ as width grows; under muP (width) and CompleteP (depth) it stays put. Here:
   depth: d_model 64 models of 2..16 layers, "sp" and "completep" (base_width 64, base_depth 2,
     depth_alpha 1; SP here equals muP, whose width correction is 1 at width 64).
   --output-mult sets the mup/completep models' output multiplier (default 1: the base model
-    is the SP one); SP runs are shared between invocations.
+    is the SP one); --params picks the parametrizations.
 
 Every run is `scaling.train.run` with the library's recipe (AdamW, weight decay 0.1, clip
 1.0, warmup then cosine to 10%) on the stdlib corpus, `--steps` steps of `--batch` x 64 tokens, one
@@ -137,8 +137,15 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(kind, param) for kind in results for param in results[kind]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, (kind, param) in zip(axes[0], panels):
+    lows = [min(v for v in e["losses"].values() if math.isfinite(v))
+            for kind, param in panels for e in results[kind][param].values()]
+    ylim = (min(lows) - 0.05, max(lows) + 0.5)  # one scale for every panel: losses compare across them
+    cols = max(len(results[kind]) for kind in results)
+    fig, axes = plt.subplots(len(results), cols, figsize=(3.8 * cols, 3.3 * len(results)), squeeze=False)
+    slots = [axes[r][c] for r, kind in enumerate(results) for c in range(len(results[kind]))]
+    for ax in axes.flat:
+        ax.set_visible(any(ax is slot for slot in slots))
+    for ax, (kind, param) in zip(slots, panels):
         sizes = results[kind][param]
         for i, (size, entry) in enumerate(sorted(sizes.items(), key=lambda kv: int(kv[0]))):
             pts = sorted((float(x), y) for x, y in entry["losses"].items() if math.isfinite(y))
@@ -147,11 +154,10 @@ def plot(results: dict, path: str) -> None:
                     label=f"{'d' if kind == 'width' else 'L'}={size}")
             ax.axvline(2 ** entry["log2_lr_opt"], color=color, lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{param}, varying {kind}: lr* drift {drift(sizes):.2f}x", fontsize=9)
+        ax.set_title(f"{param}, by {kind}: lr* drift {drift(sizes):.2f}x", fontsize=8)
         ax.set_xlabel("learning rate (base lr under mup/completep)", fontsize=8)
         ax.set_ylabel("validation loss (nats/byte)", fontsize=8)
-        lows = [min(v for v in e["losses"].values() if math.isfinite(v)) for e in sizes.values()]
-        ax.set_ylim(min(lows) - 0.05, max(lows) + 0.6)
+        ax.set_ylim(*ylim)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -166,6 +172,8 @@ def drift(sizes: dict) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kinds", default="width,depth")
+    p.add_argument("--params", default=None, help="these parametrizations (default: sp,mup for width, "
+                   "sp,completep for depth; mup in a depth sweep is muP at its base width: SP's depth handling)")
     p.add_argument("--widths", type=_ints, default=(32, 64, 128, 256, 512))
     p.add_argument("--depths", type=_ints, default=(2, 4, 8, 16))
     p.add_argument("--width", type=int, default=64, help="d_model of the depth sweep")
@@ -182,7 +190,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "figures"), help="figure, table, JSON")
     p.add_argument("--runs", default=os.path.join(tempfile.gettempdir(), "scaling-lr-transfer"),
                    help="the training runs (reused by a rerun with the same settings)")
+    p.add_argument("--replot", nargs="+", metavar="JSON", help="no training: plot these lr_transfer.json files "
+                   "together into --out/lr_transfer.png")
     args = p.parse_args(argv)
+    if args.replot:
+        merged: dict = {}
+        for path in args.replot:
+            for kind, by_param in json.load(open(path))["results"].items():
+                merged.setdefault(kind, {}).update(by_param)
+        plot(merged, os.path.join(args.out, "lr_transfer.png"))
+        return 0
     os.makedirs(args.out, exist_ok=True)
     log_path = os.path.join(args.out, "lr_transfer.log")
 
@@ -198,6 +215,7 @@ def main(argv=None) -> int:
     results: dict = {}
     for kind in args.kinds.split(","):
         params, sizes = plans[kind]
+        params = params if args.params is None else args.params.split(",")
         results[kind] = {}
         for param in params:
             label = param if param == "sp" or args.output_mult == 1 else f"{param} (output_mult {args.output_mult:g})"

@@ -19,7 +19,6 @@ V vocabulary.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
