@@ -41,20 +41,29 @@ def rotary_tk(x_xTxK: jax.Array, base: float, t_axis: int) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK) -> jax.Array:
-    """softmax(q k^T / sqrt(K) + causal mask) v, softmax in float32 ([B, T, H, K] layout)."""
-    y_BxHxTxK = causal_attention_bhtk(*(a.transpose(0, 2, 1, 3) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK)))
-    return y_BxHxTxK.transpose(0, 2, 1, 3)
+def causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, scale: float | None = None) -> jax.Array:
+    """softmax(q k^T / sqrt(K) + causal mask) v, softmax in float32 ([B, T, H, K] layout).
+
+    `scale`, when given, replaces 1/sqrt(K) as the multiplier of q k^T (muP's 1/K attention,
+    `scaling.parametrization`)."""
+    qkv = (a.transpose(0, 2, 1, 3) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK))
+    return causal_attention_bhtk(*qkv, scale=scale).transpose(0, 2, 1, 3)
 
 
-def causal_attention_bhtk(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK) -> jax.Array:
+def causal_attention_bhtk(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, scale: float | None = None) -> jax.Array:
     """`causal_attention` in the heads-major layout [B, H, T, K] the model computes in.
 
     Batch dimensions leading is what XLA's batched matmuls want: with [B, T, H, K] operands
     XLA inserts transposes around every attention matmul and its gradients.
     """
     T = q_BxHxTxK.shape[2]
-    return _blocked_attention(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, _query_blocks(T))
+    return _blocked_attention(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, _query_blocks(T), scale)
+
+
+def _scaled(logits, K: int, scale: float | None):
+    """q.k (or its gradient) times the attention scale: / sqrt(K) by default, exactly as before
+    the scale became a parameter, or * scale."""
+    return logits / math.sqrt(K) if scale is None else logits * scale
 
 
 # Query rows per block of the causal attention: block i (rows [i c, (i+1) c)) only multiplies
@@ -83,35 +92,35 @@ def attention_work_fraction(T: int) -> float:
     return sum((r1 - r0) * r1 for r0, r1 in zip(blocks[:-1], blocks[1:])) / (T * T)
 
 
-def _block_probs(q_BxHxCxK, k_BxHxSxK, row0: int):
+def _block_probs(q_BxHxCxK, k_BxHxSxK, row0: int, scale: float | None):
     """float32 softmax(q k^T / sqrt(K) + causal mask) of query rows [row0, row0 + C) over keys [0, S)."""
     K = q_BxHxCxK.shape[-1]
     C, S = q_BxHxCxK.shape[2], k_BxHxSxK.shape[2]
-    logits_BxHxCxS = jnp.einsum("bhtk,bhsk->bhts", q_BxHxCxK, k_BxHxSxK) / math.sqrt(K)
+    logits_BxHxCxS = _scaled(jnp.einsum("bhtk,bhsk->bhts", q_BxHxCxK, k_BxHxSxK), K, scale)
     mask_CxS = (row0 + jnp.arange(C))[:, None] >= jnp.arange(S)[None, :]
     logits_BxHxCxS = jnp.where(mask_CxS, logits_BxHxCxS.astype(jnp.float32), -1e30)
     return jax.nn.softmax(logits_BxHxCxS, axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _blocked_attention(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks):
-    return _blocked_attention_fwd(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _blocked_attention(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks, scale):
+    return _blocked_attention_fwd(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks, scale)[0]
 
 
-def _blocked_attention_fwd(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks):
+def _blocked_attention_fwd(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, blocks, scale):
     ys, probs = [], []
     for r0, r1 in zip(blocks[:-1], blocks[1:]):
-        p_BxHxCxS = _block_probs(q_BxHxTxK[:, :, r0:r1], k_BxHxTxK[:, :, :r1], r0)
+        p_BxHxCxS = _block_probs(q_BxHxTxK[:, :, r0:r1], k_BxHxTxK[:, :, :r1], r0, scale)
         ys.append(jnp.einsum("bhts,bhsk->bhtk", p_BxHxCxS.astype(v_BxHxTxK.dtype), v_BxHxTxK[:, :, :r1]))
         probs.append(p_BxHxCxS)
     y_BxHxTxK = ys[0] if len(ys) == 1 else jnp.concatenate(ys, axis=2)
     return y_BxHxTxK, (q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, y_BxHxTxK, probs)
 
 
-def _blocked_attention_bwd(blocks, residuals, dy_BxHxTxK):
+def _blocked_attention_bwd(blocks, scale, residuals, dy_BxHxTxK):
     """The softmax-attention gradient, block by block.
 
-    Per block: dP = dY V^T, dS = P (dP - rowsum(dY * Y)) / sqrt(K) (rowsum(dP * P) =
+    Per block: dP = dY V^T, dS = P (dP - rowsum(dY * Y)) / sqrt(K) (or * scale) (rowsum(dP * P) =
     rowsum(dY * Y) since Y = P V: the FlashAttention identity, a [T, K] instead of a
     [T, T] reduction), dQ = dS K, dK = dS^T Q, dV = P^T dY. Same dtypes as autodiff of the
     forward: matmuls in the compute dtype, the softmax algebra in float32.
@@ -124,7 +133,7 @@ def _blocked_attention_bwd(blocks, residuals, dy_BxHxTxK):
     for (r0, r1), p_BxHxCxS in zip(zip(blocks[:-1], blocks[1:]), probs):
         dy_BxHxCxK = dy_BxHxTxK[:, :, r0:r1]
         dp_BxHxCxS = jnp.einsum("bhtk,bhsk->bhts", dy_BxHxCxK, v_BxHxTxK[:, :, :r1]).astype(jnp.float32)
-        ds_BxHxCxS = (p_BxHxCxS * (dp_BxHxCxS - rowsum_BxHxT[:, :, r0:r1, None])).astype(dt) / math.sqrt(K)
+        ds_BxHxCxS = _scaled((p_BxHxCxS * (dp_BxHxCxS - rowsum_BxHxT[:, :, r0:r1, None])).astype(dt), K, scale)
         dq.append(jnp.einsum("bhts,bhsk->bhtk", ds_BxHxCxS, k_BxHxTxK[:, :, :r1]))
         pad = ((0, 0), (0, 0), (0, T - r1), (0, 0))
         dk_i = jnp.pad(jnp.einsum("bhts,bhtk->bhsk", ds_BxHxCxS, q_BxHxTxK[:, :, r0:r1]), pad)

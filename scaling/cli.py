@@ -1,6 +1,7 @@
 """The `scaling` command line. It only parses arguments and calls library functions.
 
     scaling flops [--widths ...] [--depths ...]   parameter and FLOP table of a family
+    scaling coordcheck EXPERIMENT.py [--widths ...]   activation/update sizes across widths (muP check)
     scaling train EXPERIMENT.py [--set k=v ...] [--out DIR]   one training run
     scaling demo [--budget tiny|small|medium]     a small sweep on CPU, fit, forecast, plots
     scaling sweep EXPERIMENT.py --out DIR [--worker i --workers n]   an IsoFLOP sweep
@@ -58,6 +59,22 @@ def cmd_train(args) -> int:
         print(f"finished: {result.steps} steps, {result.tokens} tokens, val_loss {p['val_loss']:.4f}, "
               f"val_bpb {p['val_bpb']:.4f}, {result.wall_s:.1f} s -> {result.out_dir}")
     return checkpoint.EXIT_OK
+
+
+def cmd_coordcheck(args) -> int:
+    from scaling import experiment
+    from scaling.config import RunConfig
+
+    cfg = experiment.load(args.experiment, args.set, expect=RunConfig)
+    from scaling import coordcheck
+
+    models = coordcheck.family(cfg.model, widths=args.widths, depths=args.depths)
+    if not models:
+        raise ValueError("--widths and --depths are both empty: give the sizes to compare")
+    result = coordcheck.run(models, steps=args.steps, lr=args.lr if args.lr is not None else cfg.train.lr,
+                            seeds=range(args.seeds), batch=cfg.train.global_batch_size, data=cfg.data)
+    print(coordcheck.format_table(result))
+    return 0
 
 
 # --- sweep, fit, plot, demo ---------------------------------------------------------------
@@ -228,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("coordcheck", help="coordinate check: layer output sizes over the first steps across widths",
+                       description="Trains the experiment's model at each width (or depth) for a few steps at "
+                                   "one learning rate and prints the RMS of every layer's output and of its "
+                                   "change since init, with the spread across sizes (Yang et al. 2022, TP5): "
+                                   "flat under muP, growing under SP.")
+    p.add_argument("experiment", help="experiments/<name>.py with get_config() -> RunConfig")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--widths", type=_ints, default=[32, 64, 128, 256, 512])
+    p.add_argument("--depths", type=_ints, default=[], help="compare depths (n_layers) instead of / besides widths")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--lr", type=float, default=None, help="default: the experiment's train.lr")
+    p.add_argument("--seeds", type=int, default=3)
+    p.set_defaults(func=cmd_coordcheck)
     _add_sweep_commands(sub)
     return parser
 

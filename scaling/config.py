@@ -35,6 +35,8 @@ POSITION_KINDS = ("learned", "rotary")
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KINDS = ("auto", "blocked", "cudnn")
 REMAT_POLICIES = ("none", "block", "dots_saveable")
+# How init and learning rates scale with width and depth (`scaling.parametrization`).
+PARAMETRIZATIONS = ("sp", "mup", "completep")
 # The FLOP accountings of `scaling.flops` (listed here so that configs validate without it).
 FLOPS_METHODS = ("6n", "kaplan", "chinchilla", "palm")
 
@@ -73,6 +75,20 @@ class ModelConfig:
         keeps the matmul outputs and recomputes the cheap elementwise ops between them
         (`jax.checkpoint_policies.dots_saveable`). The same losses either way; memory:
         `scaling.memory`.
+      parametrization: how init, forward multipliers and per-tensor Adam learning rates scale
+        with size (`scaling.parametrization` has the table): "sp" (standard, the default),
+        "mup" (Yang et al. 2022, width), "completep" (Dey et al. 2025, width and depth).
+      base_width: muP/CompleteP: the d_model at which the model equals SP (where TrainConfig.lr
+        is the tuned rate); required by them, None under SP.
+      base_depth: CompleteP: the number of applied blocks (n_layers x loops) at which it equals
+        muP; required by it, None otherwise.
+      base_head_dim: muP/CompleteP: the head dimension at base_width when K grows with width
+        (attention logits q.k sqrt(base_head_dim) / K, TP5's 1/K); None = K does not change.
+      depth_alpha: CompleteP: residual branches are multiplied by (depth / base_depth)^-alpha,
+        in [0.5, 1]: 1 is CompleteP, 0.5 the depth-muP of Yang et al. 2023.
+      output_mult: muP/CompleteP: the logits' multiplier at the base width (TP5's output
+        multiplier, a hyperparameter tuned at the base like the learning rate; logits are
+        multiplied by output_mult x base_width / d_model). 1 (the default) makes the base model SP.
     """
 
     d_model: int
@@ -93,6 +109,12 @@ class ModelConfig:
     init_std: float = 0.02
     attention: Literal["auto", "blocked", "cudnn"] = "auto"
     remat: Literal["none", "block", "dots_saveable"] = "none"
+    parametrization: Literal["sp", "mup", "completep"] = "sp"
+    base_width: int | None = None
+    base_depth: int | None = None
+    base_head_dim: int | None = None
+    depth_alpha: float = 1.0
+    output_mult: float = 1.0
 
     def __post_init__(self):
         c = "ModelConfig"
@@ -119,6 +141,27 @@ class ModelConfig:
         check_bool(c, "use_bias", self.use_bias)
         if self.d_ff is None and int(round(self.ffn_ratio * self.d_model)) <= 0:
             fail(c, "ffn_ratio", self.ffn_ratio, "gives an empty FFN")
+        self._check_parametrization()
+
+    def _check_parametrization(self):
+        c, p = "ModelConfig", self.parametrization
+        check_choice(c, "parametrization", p, PARAMETRIZATIONS)
+        for name in ("base_width", "base_depth", "base_head_dim"):
+            check_optional_int(c, name, getattr(self, name))
+        needs = {"sp": (), "mup": ("base_width",), "completep": ("base_width", "base_depth")}[p]
+        for name in ("base_width", "base_depth"):
+            if name in needs and getattr(self, name) is None:
+                fail(c, name, None, f"parametrization={p!r} needs it (the size the learning rate is tuned at)")
+            if name not in needs and getattr(self, name) is not None:
+                fail(c, name, getattr(self, name), f"is not used by parametrization={p!r}: leave it None")
+        if p == "sp" and self.base_head_dim is not None:
+            fail(c, "base_head_dim", self.base_head_dim, "is not used by parametrization='sp': leave it None")
+        check_number(c, "depth_alpha", self.depth_alpha, low=0.5, high=1.0)
+        check_number(c, "output_mult", self.output_mult, low=0, low_open=True, why="must be positive")
+        if p == "sp" and self.output_mult != 1.0:
+            fail(c, "output_mult", self.output_mult, "is only used by parametrization='mup' or 'completep'")
+        if p != "completep" and self.depth_alpha != 1.0:
+            fail(c, "depth_alpha", self.depth_alpha, f"is only used by parametrization='completep' (it is {p!r})")
 
     # Derived sizes: read these, never recompute them elsewhere.
     @property

@@ -13,13 +13,15 @@ Transformer, e.g. Dehghani et al. 2019 "Universal Transformers"; Giannou et al. 
 compute per token grows by `loops`, the parameter count does not. Scaling laws in N alone
 cannot see that difference; laws in C can (see `scaling.flops`).
 
+`ModelConfig.parametrization` (SP, muP, CompleteP) sets the init stds, the residual-branch
+and logit multipliers and the attention scale, all read from `scaling.parametrization.rules`;
+under SP every multiplier is 1 and is not applied at all.
+
 Shapes carry suffixes: B batch, T sequence, D d_model, H heads, K head dim, F FFN width,
 V vocabulary.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,7 @@ from flax import nnx
 
 from scaling.attention import causal_attention_bhtk, rotary_tk, use_cudnn
 from scaling.config import ModelConfig  # noqa: F401  (re-exported: scaling.model.ModelConfig)
+from scaling.parametrization import rules
 
 # ---------------------------------------------------------------------------------------
 # Layers
@@ -49,10 +52,10 @@ def _dense(layer: nnx.Linear, x_NxD: jax.Array) -> jax.Array:
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        std_out = cfg.init_std / math.sqrt(2 * cfg.n_layers * cfg.loops)
+        r = rules(cfg)
         dense = dict(use_bias=cfg.use_bias, dtype=cfg.compute_dtype, rngs=rngs)
-        self.qkv = nnx.Linear(cfg.d_model, 3 * cfg.d_attn, kernel_init=_normal(cfg.init_std), **dense)
-        self.out = nnx.Linear(cfg.d_attn, cfg.d_model, kernel_init=_normal(std_out), **dense)
+        self.qkv = nnx.Linear(cfg.d_model, 3 * cfg.d_attn, kernel_init=_normal(r.hidden_std), **dense)
+        self.out = nnx.Linear(cfg.d_attn, cfg.d_model, kernel_init=_normal(r.out_std), **dense)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         cfg = self.cfg
@@ -65,7 +68,7 @@ class Attention(nnx.Module):
                 q_BxTxHxK = rotary_tk(q_BxTxHxK, cfg.rope_base, t_axis=1)
                 k_BxTxHxK = rotary_tk(k_BxTxHxK, cfg.rope_base, t_axis=1)
             y_BxTxHxK = jax.nn.dot_product_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, is_causal=True,
-                                                     implementation="cudnn")
+                                                     scale=rules(cfg).attention_scale, implementation="cudnn")
             return _dense(self.out, y_BxTxHxK.reshape(B * T, cfg.d_attn)).reshape(B, T, D)
         # One transpose to heads-major [3, B, H, T, K] (the same split as [B, T, 3, H, K]).
         qkv_3xBxHxTxK = qkv_NxC.reshape(B, T, 3, cfg.n_heads, cfg.k).transpose(2, 0, 3, 1, 4)
@@ -73,7 +76,7 @@ class Attention(nnx.Module):
         if cfg.positions == "rotary":
             q_BxHxTxK = rotary_tk(q_BxHxTxK, cfg.rope_base, t_axis=2)
             k_BxHxTxK = rotary_tk(k_BxHxTxK, cfg.rope_base, t_axis=2)
-        y_BxHxTxK = causal_attention_bhtk(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK)
+        y_BxHxTxK = causal_attention_bhtk(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, scale=rules(cfg).attention_scale)
         y_NxA = y_BxHxTxK.transpose(0, 2, 1, 3).reshape(B * T, cfg.d_attn)
         return _dense(self.out, y_NxA).reshape(B, T, D)
 
@@ -81,11 +84,11 @@ class Attention(nnx.Module):
 class FeedForward(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        std_out = cfg.init_std / math.sqrt(2 * cfg.n_layers * cfg.loops)
+        r = rules(cfg)
         dense = dict(use_bias=cfg.use_bias, dtype=cfg.compute_dtype, rngs=rngs)
         n_in = 2 if cfg.ffn == "swiglu" else 1
-        self.up = nnx.Linear(cfg.d_model, n_in * cfg.f, kernel_init=_normal(cfg.init_std), **dense)
-        self.down = nnx.Linear(cfg.f, cfg.d_model, kernel_init=_normal(std_out), **dense)
+        self.up = nnx.Linear(cfg.d_model, n_in * cfg.f, kernel_init=_normal(r.hidden_std), **dense)
+        self.down = nnx.Linear(cfg.f, cfg.d_model, kernel_init=_normal(r.out_std), **dense)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         B, T, D = x_BxTxD.shape
@@ -105,10 +108,14 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rngs=rngs)
         self.ln_ffn = nnx.LayerNorm(cfg.d_model, **norm)
         self.ffn = FeedForward(cfg, rngs=rngs)
+        self.residual = rules(cfg).residual  # CompleteP's branch multiplier (1 otherwise)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-        x_BxTxD = x_BxTxD + self.attn(self.ln_attn(x_BxTxD))
-        return x_BxTxD + self.ffn(self.ln_ffn(x_BxTxD))
+        x_BxTxD = x_BxTxD + self._branch(self.attn(self.ln_attn(x_BxTxD)))
+        return x_BxTxD + self._branch(self.ffn(self.ln_ffn(x_BxTxD)))
+
+    def _branch(self, y_BxTxD: jax.Array) -> jax.Array:
+        return y_BxTxD if self.residual == 1.0 else y_BxTxD * jnp.asarray(self.residual, y_BxTxD.dtype)
 
 
 # ModelConfig.remat -> the jax.checkpoint policy of each block: "block" keeps nothing but the
@@ -125,17 +132,18 @@ class Transformer(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_normal(cfg.init_std),
+        r = rules(cfg)
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_normal(r.embed_std),
                                dtype=cfg.compute_dtype, rngs=rngs)
         if cfg.positions == "learned":
-            self.pos_embed = nnx.Embed(cfg.seq_len, cfg.d_model, embedding_init=_normal(cfg.init_std),
+            self.pos_embed = nnx.Embed(cfg.seq_len, cfg.d_model, embedding_init=_normal(r.embed_std),
                                        dtype=cfg.compute_dtype, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
         self.ln_final = nnx.LayerNorm(cfg.d_model, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
                                       epsilon=1e-5, rngs=rngs)
         if not cfg.tie_embeddings:
             self.unembed = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=cfg.use_bias,
-                                      kernel_init=_normal(cfg.init_std), dtype=cfg.compute_dtype,
+                                      kernel_init=_normal(r.embed_std), dtype=cfg.compute_dtype,
                                       rngs=rngs)
 
     def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
@@ -158,6 +166,9 @@ class Transformer(nnx.Module):
             logits_NxV = self.embed.attend(x_NxD)
         else:
             logits_NxV = _dense(self.unembed, x_NxD)
+        logit_mult = rules(cfg).logits  # muP's 1 / m_d readout multiplier (1 under SP)
+        if logit_mult != 1.0:
+            logits_NxV = logits_NxV * jnp.asarray(logit_mult, logits_NxV.dtype)
         return logits_NxV.reshape(B, T, cfg.vocab_size).astype(jnp.float32)
 
 

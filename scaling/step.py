@@ -34,7 +34,10 @@ the scheduled lr, as in PyTorch's AdamW and optax.adamw). Weight decay applies t
 parameter with ndim >= 2 -- all matrices, the embedding tables included, as nanoGPT does --
 and not to vectors (LayerNorm scales, biases): decaying gains and offsets towards 0 has no
 regularising meaning. Gradients are clipped by global norm (`grad_clip`, 0 = off) before
-Adam; the reported grad_norm is the norm before clipping. Gradient accumulation splits the
+Adam; the reported grad_norm is the norm before clipping. Under muP/CompleteP
+(`ModelConfig.parametrization`) each parameter's update is decayed and scaled by its role's
+multipliers (`scaling.parametrization`, through `optax.multi_transform`), still times the one
+traced -lr: every parametrization runs the same step function. Gradient accumulation splits the
 global batch into `grad_accum` microbatches inside the step (`lax.scan`) and averages
 their gradients: with equal microbatches this is exactly the full-batch mean gradient.
 Loss: mean token cross-entropy in float32 (the model returns float32 logits also under
@@ -56,6 +59,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scaling import flops as flops_lib
+from scaling import parametrization
 from scaling.config import ModelConfig, RunConfig
 from scaling.memory import fsdp_axis
 from scaling.model import init
@@ -148,15 +152,38 @@ def decay_mask(params):
 
 
 def make_optimizer(weight_decay: float, beta1: float, beta2: float, eps: float,
-                   grad_clip: float) -> optax.GradientTransformation:
-    """AdamW without its learning rate (the step multiplies the updates by -lr)."""
+                   grad_clip: float, model: ModelConfig | None = None) -> optax.GradientTransformation:
+    """AdamW without its learning rate (the step multiplies the updates by -lr).
+
+    With a muP/CompleteP `model`, Adam's eps and each role's weight decay and learning rate
+    are multiplied as `scaling.parametrization.rules(model)` says (the per-role stage is an
+    `optax.multi_transform` over `param_roles`); SP builds exactly the plain AdamW chain.
+    """
+    r = None if model is None or model.parametrization == "sp" else parametrization.rules(model)
     parts = []
     if grad_clip > 0:
         parts.append(optax.clip_by_global_norm(grad_clip))
-    parts.append(optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps))
-    if weight_decay > 0:
-        parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+    parts.append(optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps if r is None else eps * r.adam_eps))
+    if r is None:
+        if weight_decay > 0:
+            parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+    else:
+        per_role = {}
+        for role in parametrization.ROLES:
+            wd = weight_decay * r.weight_decay[role]
+            decay = [optax.add_decayed_weights(wd, mask=decay_mask)] if wd > 0 else []
+            per_role[role] = optax.chain(*decay, optax.scale(r.lr[role]))
+        parts.append(optax.multi_transform(per_role, param_roles))
     return optax.chain(*parts)
+
+
+def param_roles(params):
+    """Each parameter's role (`scaling.parametrization.ROLES`), a tree like `params`."""
+    def role(path, _):
+        names = tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)
+        return parametrization.role_of(tuple(n for n in names if n != "value"))
+
+    return jax.tree_util.tree_map_with_path(role, params)
 
 
 def token_losses(graphdef, params, rest, tokens_BxT1):
@@ -241,7 +268,7 @@ def train_step_for(cfg: RunConfig, mesh: Mesh) -> CompiledStep:
     if key in _TRAIN_STEPS:
         return _TRAIN_STEPS[key]
     model_cfg, accum, B = key.model, key.grad_accum, key.global_batch_size
-    tx = make_optimizer(key.weight_decay, key.beta1, key.beta2, key.eps, key.grad_clip)
+    tx = make_optimizer(key.weight_decay, key.beta1, key.beta2, key.eps, key.grad_clip, model=model_cfg)
     graphdef, abstract_params, _ = nnx.split(nnx.eval_shape(lambda: init(model_cfg, 0)), nnx.Param, ...)
     repl = _replicated(mesh)
     n_dev = mesh.size

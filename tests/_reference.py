@@ -11,10 +11,11 @@ import jax
 import jax.numpy as jnp
 
 
-def reference_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK):
+def reference_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, scale=None):
     K = q_BxTxHxK.shape[-1]
     T = q_BxTxHxK.shape[1]
-    logits = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxTxHxK) / math.sqrt(K)
+    logits = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxTxHxK)
+    logits = logits / math.sqrt(K) if scale is None else logits * scale
     mask = jnp.tril(jnp.ones((T, T), dtype=bool))
     logits = jnp.where(mask, logits.astype(jnp.float32), -1e30)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BxTxHxK.dtype)
@@ -32,8 +33,12 @@ def reference_rotary(x, base):
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def reference_forward(model, tokens_BxT):
-    """The model's original forward pass, layer by layer, on the model's own parameters."""
+def reference_forward(model, tokens_BxT, *, residual=1.0, logits_mult=1.0, attention_scale=None):
+    """The model's original forward pass, layer by layer, on the model's own parameters.
+
+    The keywords are a parametrization's multipliers, given by the caller (muP / CompleteP):
+    of every residual branch, of the output logits, and of q.k (None: 1/sqrt(K)).
+    """
     cfg = model.cfg
     B, T = tokens_BxT.shape
     x = model.embed(tokens_BxT)
@@ -47,14 +52,14 @@ def reference_forward(model, tokens_BxT):
             q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
             if cfg.positions == "rotary":
                 q, k = reference_rotary(q, cfg.rope_base), reference_rotary(k, cfg.rope_base)
-            x = x + block.attn.out(reference_attention(q, k, v).reshape(B, T, cfg.d_attn))
+            x = x + residual * block.attn.out(reference_attention(q, k, v, attention_scale).reshape(B, T, cfg.d_attn))
             h = block.ffn.up(block.ln_ffn(x))
             if cfg.ffn == "swiglu":
                 gate, h = jnp.split(h, 2, axis=-1)
                 h = jax.nn.silu(gate) * h
             else:
                 h = jax.nn.gelu(h, approximate=True)
-            x = x + block.ffn.down(h)
+            x = x + residual * block.ffn.down(h)
     x = model.ln_final(x)
     logits = model.embed.attend(x) if cfg.tie_embeddings else model.unembed(x)
-    return logits.astype(jnp.float32)
+    return (logits_mult * logits).astype(jnp.float32)

@@ -41,6 +41,22 @@ def test_resume_after_preemption_gives_the_uninterrupted_run(metric_lines, sigte
         assert p["val_loss"] == pytest.approx(q["val_loss"], rel=1e-6) and p["tokens"] == q["tokens"]
 
 
+def test_completep_run_resumes_to_the_uninterrupted_run(metric_lines, sigterm_at, tiny_run, tmp_path):
+    # The per-role optimizer state (optax.multi_transform) goes through orbax and back.
+    from scaling.config import ModelConfig
+
+    model = ModelConfig(d_model=64, n_layers=2, n_heads=4, seq_len=32, parametrization="completep", base_width=32,
+                        base_depth=1)
+    cfg = tiny_run(8, model=model, checkpoint_every=4)
+    ref = train.run(cfg, tmp_path / "ref")
+    assert train.run(cfg, tmp_path / "run", hooks=[sigterm_at(5)]).status == "preempted"
+    resumed = train.run(cfg, tmp_path / "run")
+    assert resumed.status == "finished" and resumed.steps == 8
+    np.testing.assert_allclose([x["loss"] for x in metric_lines(tmp_path / "run")],
+                               [x["loss"] for x in metric_lines(tmp_path / "ref")], rtol=1e-6)
+    assert resumed.points[0]["val_loss"] == pytest.approx(ref.points[0]["val_loss"], rel=1e-6)
+
+
 def test_kill_between_checkpoints_truncates_the_jsonl(metric_lines, sigterm_at, tiny_run, tmp_path):
     """A run that died at step 17 with a checkpoint at 15 resumes at 15 and logs 16.. once."""
     cfg = tiny_run(steps=20, checkpoint_every=5)

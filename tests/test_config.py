@@ -43,6 +43,28 @@ def test_cross_field_rules():
         ModelConfig(d_model=32, n_layers=1, n_heads=2, attention="cudnn")
 
 
+@pytest.mark.parametrize("fields,message", [
+    (dict(parametrization="ntk"), r"ModelConfig\.parametrization='ntk': must be one of \('sp', 'mup', 'completep'\)"),
+    (dict(parametrization="mup"), r"ModelConfig\.base_width=None: parametrization='mup' needs it"),
+    (dict(parametrization="completep", base_width=32), r"ModelConfig\.base_depth=None: parametrization='completep'"),
+    (dict(base_width=32), r"ModelConfig\.base_width=32: is not used by parametrization='sp'"),
+    (dict(parametrization="mup", base_width=32, base_depth=2), r"ModelConfig\.base_depth=2: is not used by "
+                                                                 r"parametrization='mup'"),
+    (dict(base_head_dim=8), r"ModelConfig\.base_head_dim=8: is not used by parametrization='sp'"),
+    (dict(parametrization="mup", base_width=0), r"ModelConfig\.base_width=0: must be a positive int or None"),
+    (dict(parametrization="mup", base_width=32.0), r"ModelConfig\.base_width=32\.0: must be a positive int"),
+    (dict(parametrization="mup", base_width=32, depth_alpha=0.5), r"ModelConfig\.depth_alpha=0\.5: is only used "
+                                                                    r"by parametrization='completep'"),
+    (dict(parametrization="completep", base_width=32, base_depth=2, depth_alpha=0.25),
+     r"ModelConfig\.depth_alpha=0\.25: must be in \[0\.5, 1\]"),
+    (dict(output_mult=8.0), r"ModelConfig\.output_mult=8\.0: is only used by parametrization='mup' or 'completep'"),
+    (dict(parametrization="mup", base_width=32, output_mult=0.0), r"ModelConfig\.output_mult=0\.0: must be positive"),
+])
+def test_parametrization_fields_are_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(d_model=32, n_layers=2, n_heads=4, **fields)
+
+
 def test_run_config_steps_name_and_parts():
     model = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32)
     cfg = RunConfig(model=model, data=DataConfig(), train=TrainConfig(tokens=16 * 32 * 10 + 1, global_batch_size=16))
@@ -62,7 +84,7 @@ def test_derived_sizes():
 
 def test_configs_flops_family_and_planning_import_without_jax():
     code = ("import sys, scaling.config, scaling.flops, scaling.family, scaling.sweep, scaling.sweep.plan, "
-            "scaling.experiment, scaling.results\n"
+            "scaling.experiment, scaling.results, scaling.parametrization\n"
             "from scaling import sweep\n"
             "sweep.plan(sweep.demo_config('tiny'), warn=False)\n"
             "bad = sorted(m for m in ('jax', 'flax', 'optax', 'orbax') if m in sys.modules)\n"

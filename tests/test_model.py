@@ -1,3 +1,5 @@
+import functools
+import math
 import random
 
 import jax
@@ -201,3 +203,57 @@ def test_remat_policies_train_to_the_same_losses_and_xla_counts_the_recompute(ti
     for remat in ("block", "dots_saveable"):
         np.testing.assert_allclose(losses[remat], losses["none"], rtol=1e-6)
     assert flops["block"] > 1.1 * flops["none"] and flops["none"] < flops["dots_saveable"] < flops["block"]
+
+
+# --- parametrizations (scaling.parametrization): init and forward multipliers ------------
+# The expected numbers are the papers' formulas written out here, not read from the module.
+
+
+def _std(x) -> float:
+    return float(np.std(np.asarray(x)))
+
+
+def test_mup_init_stds_follow_the_base_width():
+    # Width 256 = 8 x the base 32: hidden matrices N(0, 0.02^2 / 8) (TP5 Table 3, variance
+    # ~ 1/fan_in), the residual projections also / sqrt(2 L); embeddings keep 0.02.
+    cfg = ModelConfig(d_model=256, n_layers=2, n_heads=16, vocab_size=256, seq_len=16, tie_embeddings=False,
+                      parametrization="mup", base_width=32)
+    m = init(cfg, seed=0)
+    block = m.blocks[0]
+    assert _std(block.attn.qkv.kernel[...]) == pytest.approx(0.02 / math.sqrt(8), rel=0.02)
+    assert _std(block.ffn.up.kernel[...]) == pytest.approx(0.02 / math.sqrt(8), rel=0.02)
+    assert _std(block.attn.out.kernel[...]) == pytest.approx(0.02 / math.sqrt(2 * 2 * 8), rel=0.02)
+    assert _std(block.ffn.down.kernel[...]) == pytest.approx(0.02 / math.sqrt(2 * 2 * 8), rel=0.02)
+    assert _std(m.embed.embedding[...]) == pytest.approx(0.02, rel=0.02)
+    assert _std(m.unembed.kernel[...]) == pytest.approx(0.02, rel=0.02)
+    sp = init(cfg.replace(parametrization="sp", base_width=None), seed=0)
+    assert _std(sp.blocks[0].attn.qkv.kernel[...]) == pytest.approx(0.02, rel=0.02)
+
+
+PARAMETRIZED = [
+    # (config, residual, logits multiplier, attention scale) from the papers' formulas
+    (ModelConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=64, seq_len=80, positions="rotary", ffn="swiglu",
+                 tie_embeddings=False, use_bias=True, parametrization="mup", base_width=32, base_head_dim=8),
+     1.0, 32 / 64, math.sqrt(8) / 16),
+    (ModelConfig(d_model=48, n_layers=2, n_heads=3, vocab_size=50, seq_len=33, loops=2, parametrization="completep",
+                 base_width=16, base_depth=1), 1 / 4, 16 / 48, None),
+    (ModelConfig(d_model=32, n_layers=3, n_heads=2, vocab_size=50, seq_len=33, parametrization="completep",
+                 base_width=64, base_depth=12, base_head_dim=32, depth_alpha=0.5), (12 / 3) ** 0.5, 2.0,
+     math.sqrt(32) / 16),
+]
+
+
+@pytest.mark.parametrize("cfg,residual,logits_mult,attention_scale", PARAMETRIZED,
+                         ids=["mup-1/K-untied", "completep-looped", "depth-mup-shallow"])
+def test_parametrized_forward_and_grads_match_the_reference(cfg, residual, logits_mult, attention_scale):
+    # Residual branches x residual, logits x base_width / d_model, q.k x sqrt(K_base)/K:
+    # the fast paths (the blocked attention's hand-written backward included) against the
+    # plain forward with those multipliers written in.
+    model = init(cfg, seed=3)
+    tokens = jax.random.randint(jax.random.key(4), (3, cfg.seq_len + 1), 0, cfg.vocab_size)
+    loss, grads = _loss_and_grads(lambda m, t: m(t), model, tokens)
+    ref = functools.partial(reference_forward, residual=residual, logits_mult=logits_mult,
+                            attention_scale=attention_scale)
+    loss_ref, grads_ref = _loss_and_grads(ref, model, tokens)
+    np.testing.assert_allclose(float(loss), float(loss_ref), rtol=1e-6)
+    _assert_trees_close(grads, grads_ref, rtol=1e-4, atol=1e-6)

@@ -2,6 +2,7 @@
 weight decay only on matrices, and XLA's FLOP count of the real step is available."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -173,3 +174,95 @@ def test_exact_match_of_several_span_lengths_in_one_pass(tiny_run):
 class _UnitBytes:
     def bits_per_byte(self, loss):
         return loss
+
+
+# --- parametrizations: SP unchanged, muP/CompleteP multipliers in the same compiled step ---
+
+from scaling.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from scaling.parametrization import rules  # noqa: E402
+
+_SP = ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32)
+
+
+def _train(model, steps, lr=3e-3, **train):
+    """`steps` steps of `model` on one device: (init params, final params, losses)."""
+    cfg = RunConfig(model=model, data=DataConfig(),
+                    train=TrainConfig(tokens=steps * 8 * 32, global_batch_size=8, **train))
+    mesh = step_lib.data_mesh(jax.devices()[:1])
+    compiled = step_lib.train_step_for(cfg, mesh)
+    params, rest, opt = compiled.init(np.int32(0))
+    first = jax.device_get(params)
+    ds = make_dataset(DataConfig(), seq_len=model.seq_len, split="train")
+    losses = []
+    for s in range(steps):
+        params, opt, m = compiled.step(params, opt, rest, step_lib.put_batch(mesh, ds.batch(s, 8), 8), np.float32(lr))
+        losses.append(float(m["loss"]))
+    return first, jax.device_get(params), losses
+
+
+def test_sp_is_unchanged_and_every_parametrization_is_sp_at_its_base():
+    # The first three losses of this SP run, recorded at commit 525baef (before
+    # parametrizations existed); init and step were also compared there bit for bit.
+    init_sp, params_sp, losses = _train(_SP, 3)
+    np.testing.assert_allclose(losses, [5.49148083, 5.35529709, 5.30099916], rtol=2e-6)
+    # At its base width (and depth) muP / CompleteP are the same model and the same step.
+    for model in (_SP.replace(parametrization="mup", base_width=32),
+                  _SP.replace(parametrization="completep", base_width=32, base_depth=2, depth_alpha=0.5)):
+        init_p, params_p, losses_p = _train(model, 3)
+        assert losses_p == losses
+        for a, b in zip(jax.tree.leaves((init_sp, params_sp)), jax.tree.leaves((init_p, params_p))):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mup_step_scales_each_roles_learning_rate_and_compiles_once_per_shape():
+    # Width 128 on a base of 32: Adam's first update is lr x mult x g / (|g| + eps), so the
+    # largest |change| of each tensor is lr x its multiplier: 1/4 for the block matrices
+    # (TP5 Table 3, hidden weights), 1 for embeddings, vectors and the readout.
+    model = ModelConfig(d_model=128, n_layers=1, n_heads=8, seq_len=32, tie_embeddings=False, use_bias=True,
+                        parametrization="mup", base_width=32)
+    before, after, _ = _train(model, 1, lr=1e-2, weight_decay=0.0, grad_clip=0.0)
+    flat = jax.tree_util.tree_leaves_with_path(before)
+    for (path, p0), p1 in zip(flat, jax.tree.leaves(after)):
+        name = jax.tree_util.keystr(path)
+        expected = 0.25 if name.endswith("['kernel'].value") and "blocks" in name else 1.0
+        assert float(np.max(np.abs(p1 - p0))) / 1e-2 == pytest.approx(expected, rel=2e-3), name
+    # Another run of this shape (other lr, seed, horizon, schedule) reuses the compiled step.
+    traces = dict(step_lib.TRACE_COUNTS)
+    _train(model, 2, lr=3e-3, weight_decay=0.0, grad_clip=0.0, seed=1, schedule="constant")
+    assert dict(step_lib.TRACE_COUNTS) == traces
+
+
+def test_completep_optimizer_scales_decay_and_eps_per_table_1():
+    # Width 4x and depth 4x the base, alpha 1/2 (depth-muP).
+    model = ModelConfig(d_model=64, n_layers=4, n_heads=4, seq_len=8, parametrization="completep",
+                        base_width=16, base_depth=1, depth_alpha=0.5)
+    m_d, m_L = 4.0, 4.0
+    from flax import nnx
+
+    from scaling.model import init
+
+    _, params, _ = nnx.split(init(model), nnx.Param, ...)
+    wd, eps = 0.1, 1e-8
+    tx = step_lib.make_optimizer(wd, 0.9, 0.95, eps, 0.0, model=model)
+    hidden = lambda name: "blocks" in name and name.endswith("['kernel'].value")  # noqa: E731
+    # Zero gradients: Adam's part is 0, the update is the decay: wd x (wd mult) x (lr mult) x p.
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
+        name = jax.tree_util.keystr(path)
+        if hidden(name):  # decay x m_d, lr / m_d x m_L^(alpha - 1): wd x m_L^-1/2 of p
+            np.testing.assert_allclose(u, wd * m_L ** -0.5 * p, rtol=1e-6)
+        elif p.ndim >= 2:  # embeddings: plain AdamW decay
+            np.testing.assert_allclose(u, wd * p, rtol=1e-6)
+        else:
+            assert not np.any(u), name
+    # Gradients equal to the scaled eps: Adam gives g / (|g| + eps') = 1/2, times the lr mult.
+    eps_scaled = eps / (m_d * m_L ** 0.5)
+    assert rules(model).adam_eps * eps == pytest.approx(eps_scaled)
+    tx = step_lib.make_optimizer(0.0, 0.9, 0.95, eps, 0.0, model=model)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, eps_scaled), params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for path, u in jax.tree_util.tree_leaves_with_path(updates):
+        name = jax.tree_util.keystr(path)
+        mult = m_L ** -0.5 / m_d if hidden(name) else (m_L ** -0.5 if "blocks" in name else 1.0)
+        np.testing.assert_allclose(u, 0.5 * mult, rtol=1e-5, err_msg=name)

@@ -36,3 +36,12 @@ def test_max_epochs_defaults_to_four_and_accepts_no_limit(sweep_config):
     assert sweep_config().max_epochs == 4.0
     assert sweep_config(max_epochs=None).max_epochs is None
     assert sweep_config(max_epochs=float("inf")).max_epochs == float("inf")
+
+
+def test_lr_width_and_mup_do_not_both_scale_the_learning_rate(sweep_config):
+    from scaling.config import ModelConfig
+
+    mup = ModelConfig(d_model=64, n_layers=2, n_heads=4, seq_len=64, parametrization="mup", base_width=64)
+    with pytest.raises(ValueError, match=r"SweepConfig\.lr_width=32: must be None with model\.parametrization='mup'"):
+        sweep_config(model=mup, lr_width=32)
+    assert sweep_config(model=mup).lr_width is None

@@ -182,3 +182,14 @@ def test_loops_run_each_shape_at_every_loop_count_with_its_own_tokens(sweep_conf
     for bad in ((0,), (1, 1), (1.5,)):
         with pytest.raises(ValueError, match="SweepConfig.loops"):
             sweep_config(loops=bad)
+
+
+def test_mup_sweep_passes_the_parametrization_to_every_run_with_one_learning_rate(sweep_config):
+    model = sweep_config().model.replace(parametrization="mup", base_width=32)
+    cfg = sweep_config(model=model, widths=(16, 32, 64, 128), depths=(1, 2), train=TrainConfig(tokens=1, lr=7e-3))
+    runs = sweep.plan(cfg)
+    assert {r.config.model.d_model for r in runs} >= {32, 64}
+    for r in runs:
+        m = r.config.model
+        assert (m.parametrization, m.base_width) == ("mup", 32)
+        assert r.config.train.lr == 7e-3  # the base rate; muP scales each tensor's rate itself

@@ -53,6 +53,9 @@ class SweepConfig:
       train.lr x W / d_model, so train.lr is the rate at width W and narrower models get
       proportionally more (Adam's best rate falls roughly as 1/width: Yang et al. 2022, muP,
       for hidden matrices). One rule for the whole family, recorded in each run's config.
+      Must be None when model.parametrization is "mup" or "completep": those scale each
+      tensor's rate with width themselves, so every run takes train.lr (the rate at the
+      model's base_width) and the two rules would compound.
     wsd_branch_fracs: with train.schedule="wsd", each run also forks cooldown branches at
       these fractions of its D (each evaluated as its own (N, D) row).
     seeds: runs per (budget, size), with train.seed, train.seed + 1, ... (ids end in "-s<i>"
@@ -144,6 +147,10 @@ class SweepConfig:
         if self.lr_width is not None and (isinstance(self.lr_width, bool) or not isinstance(self.lr_width, int)
                                           or self.lr_width <= 0):
             _fail("lr_width", self.lr_width, "must be None or a positive int (the width at which lr = train.lr)")
+        if self.lr_width is not None and self.model.parametrization != "sp":
+            _fail("lr_width", self.lr_width, f"must be None with model.parametrization="
+                  f"{self.model.parametrization!r}, which scales each tensor's learning rate with width "
+                  f"itself (train.lr is the rate at model.base_width={self.model.base_width})")
         fracs = tuple(self.wsd_branch_fracs)
         object.__setattr__(self, "wsd_branch_fracs", fracs)
         for f in fracs:
