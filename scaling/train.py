@@ -27,7 +27,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from scaling import flops as flops_lib
-from scaling import memory, paths, schedules
+from scaling import mesh as mesh_lib
+from scaling import paths, schedules
 from scaling import step as step_lib
 from scaling.checkpoint import Checkpointer, PreemptionWatcher
 from scaling.config import RunConfig, to_dict
@@ -117,41 +118,19 @@ def _check_fits(cfg: RunConfig, mesh: Mesh) -> None:
         raise ValueError(f"TrainConfig.exact_match_spans={cfg.train.exact_match_spans}: longer than seq_len={T}")
 
 
-def plan_memory(cfg: RunConfig, mesh: Mesh, device_kind: str | None = None) -> memory.MemoryPlan:
-    """The run's bytes per device on `mesh`, printed by process 0 (on accelerators, or with
-    fsdp > 1); a ValueError naming the
-    smallest mesh that fits when it exceeds the chip's memory. `device_kind` defaults to the
-    mesh's devices; CPUs have no known limit (pass a kind to plan for another chip)."""
-    fsdp = step_lib.mesh_fsdp(mesh)
-    if fsdp != cfg.train.mesh_fsdp:
-        raise ValueError(f"TrainConfig.mesh_fsdp={cfg.train.mesh_fsdp}: the mesh given has fsdp={fsdp} "
-                         f"({dict(mesh.shape)}); build it with scaling.step.make_mesh(cfg.train.mesh_fsdp)")
-    device = mesh.devices.flat[0]
-    kind, capacity = device_kind, None
-    if kind is None:
-        kind = device.device_kind
-        if device.platform != "cpu":  # what XLA's allocator may use (JAX preallocates 75% on GPUs)
-            capacity = (device.memory_stats() or {}).get("bytes_limit")
-    plan = memory.check_fits(cfg, mesh.size // fsdp, fsdp, kind, capacity=capacity)
-    # Printed where it can matter: a chip with a known memory (CPUs have none), or a sharded mesh.
-    if jax.process_index() == 0 and (plan.capacity is not None or fsdp > 1):
-        print(f"{cfg.name}: {memory.format_plan(plan)}", flush=True)
-    return plan
-
-
 class Trainer:
     """One run's state and the loop over it; `fit()` returns the `RunResult`.
 
     Built by `run`. Holds the compiled functions, data, checkpointer, metric writers (process
     0 only), FLOP accounting and loss monitor, and the model state (params, opt_state).
-    `device_kind` plans the memory for that chip instead of the mesh's (`plan_memory`).
+    `device_kind` plans the memory for that chip instead of the mesh's (`scaling.mesh.plan_memory`).
     """
 
     def __init__(self, cfg: RunConfig, out_dir, *, hooks: Iterable[Callable] = (), mesh: Mesh | None = None,
                  device_kind: str | None = None):
         mesh = mesh if mesh is not None else step_lib.make_mesh(cfg.train.mesh_fsdp)
         _check_fits(cfg, mesh)
-        self.memory = plan_memory(cfg, mesh, device_kind)
+        self.memory = mesh_lib.plan_memory(cfg, mesh, device_kind)
         self.t_start = time.perf_counter()
         self.cfg, self.mesh, self.out_dir = cfg, mesh, out_dir
         self.out = paths.path(out_dir)

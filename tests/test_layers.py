@@ -18,11 +18,11 @@ RANK = {
     "config": 2,
     "experiment": 3, "flops": 3, "attention": 3, "checkpoint": 3, "sweep.config": 3, "parametrization": 3,
     "hooks": 4, "family": 4, "results": 4, "tables": 4, "model": 4, "sweep.demo": 4, "memory": 4,
-    "metrics": 5, "step": 5, "report": 5, "sweep.plan": 5, "verification": 5,
-    "train": 6, "plot": 6, "sweep": 6, "sweep.throughput": 6, "questions": 6, "coordcheck": 6,
-    "sweep.run": 7,
-    "pipeline": 8,
-    "cli": 9, "__main__": 10,
+    "metrics": 5, "mesh": 5, "step": 6, "report": 5, "sweep.plan": 5, "verification": 5,
+    "train": 7, "plot": 6, "sweep": 6, "sweep.throughput": 7, "questions": 6, "coordcheck": 7,
+    "sweep.run": 8,
+    "pipeline": 9,
+    "cli": 10, "__main__": 11,
 }
 
 
