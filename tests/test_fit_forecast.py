@@ -111,6 +111,24 @@ def test_budgets_bring_the_frontier_forms_and_forecast_the_optimum():
     assert isinstance(frontier.law, fit.FrontierLaw) and frontier.law.allocation.a == pytest.approx(TRUE.a, abs=0.1)
 
 
+def test_an_extrapolated_parabola_minimum_does_not_poison_the_fits():
+    """A budget whose losses fall steeply in log N: its parabola minimum lies far beyond the
+    sampled sizes, below zero.  It is left out of the frontier (with a note) and every form
+    still fits (one bad point in the shared batch once turned every lane NaN)."""
+    C, N, D, L = isoflop_sweep()
+    last = C == C.max()
+    x = np.log(N[last])
+    L = L.copy()
+    u = x - x.mean()
+    L[last] = 2.4 - 0.8 * u + 0.05 * u**2  # runs 1.4-3.6; the parabola's minimum: N e^8 beyond, loss -0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fit.ScalingFitWarning)
+        f = fit.forecast(N, D, L, C=C)
+    assert any("left out of the frontier fit" in n for n in f.notes)
+    assert all(math.isfinite(c.backtest_error) for c in f.candidates if c.name != "kaplan")
+    assert math.isfinite(f.optimal(10 * C.max()).loss)
+
+
 def test_intermediate_evaluations_are_left_out_and_final_marks_branches():
     N, D, L = ladder()
     runs = np.arange(len(N))
