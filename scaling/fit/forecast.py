@@ -18,10 +18,13 @@ How it decides (deterministic, every step shown in ``f.candidates``):
    The eligible form with the lowest error is chosen (``kaplan`` is shown, never chosen); a
    weighted combination of the L(N, D) forms (weights 1/error^2, learnt leave-one-fold-out)
    replaces it if it backtests better (:mod:`._compare`).
-4. Loss intervals (:mod:`._calibrate`): a log-error scale ``sqrt(s^2 + (kappa d)^2)`` growing
-   with the distance ``d`` in decades beyond the fitted runs, fitted to the backtest errors of
-   every eligible form (weights 1/error^2: the choice is uncertain too), times a conformal
-   quantile of the normalised backtest errors.  ``N_interval``: a bootstrap by run of the
+4. Loss intervals (:mod:`._calibrate`): a log-error scale ``sqrt(s^2 + p^2 + (kappa d)^2)``:
+   the run noise ``s``, the forecast's own parameter spread ``p`` (:mod:`._spread`, delta
+   method) and a model-form error growing with the distance ``d`` in decades beyond the
+   fitted runs, fitted to the backtest errors of every eligible form (weights 1/error^2: the
+   choice is uncertain too), times a conformal quantile of the normalised backtest errors,
+   never below the Student-t quantile of their effective number (a backtest of one or two
+   folds cannot calibrate a 90% quantile by itself: the summary says so).  ``N_interval``: a bootstrap by run of the
    chosen law (parameter uncertainty) and, on IsoFLOP budgets, at least the same calibration
    applied to N_opt forecasts of held-out budgets against their observed optima.
 
@@ -119,6 +122,11 @@ def forecast(N, D, L, *, C=None, runs=None, final=None, flops_per_token: Callabl
     return Forecast(comparison, points, level, flops_per_token, notes)
 
 
+def _model_dict(model, level: float) -> dict:
+    return {"s": model.s, "kappa": model.kappa, "z": model.z(level), "n_errors": model.n_errors,
+            "n_eff": model.n_eff}
+
+
 def _json(value):
     if isinstance(value, dict):
         return {str(k): _json(v) for k, v in value.items()}
@@ -175,7 +183,8 @@ class Forecast:
             d = distance(None, None, self._cost(N, D), None, None, self._cost(self._N, self._D), True)
         else:
             d = distance(N, D, None, self._N, self._D, None, False)
-        low, high = self.error_model.interval(loss, d, self.level)
+        spread = self._surface.spread.log_sd(np.log(N), np.log(D))
+        low, high = self.error_model.interval(loss, d, self.level, spread)
         return Prediction(scalar_or_array(loss), (scalar_or_array(low), scalar_or_array(high)),
                           scalar_or_array(d), self._surface.name)
 
@@ -189,7 +198,10 @@ class Forecast:
             d = distance(None, None, flat, None, None, self._C, True)
         else:
             d = distance(N, D, None, self._N, self._D, None, False)
-        low, high = self.error_model.interval(L, d, self.level)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            query = (np.log(N), np.log(D)) if self.chosen.models_N_D else (np.log(flat), np.zeros(len(flat)))
+            spread = self.chosen.spread.log_sd(*query)
+        low, high = self.error_model.interval(L, d, self.level, spread)
         tail = 50.0 * (1.0 - self.level)
         N_low, N_high = np.full(flat.shape, np.nan), np.full(flat.shape, np.nan)
         if self._replicates:
@@ -236,10 +248,9 @@ class Forecast:
             "n_points": self.n_points, "n_rows": self.n_rows, "folds": list(self.folds),
             "candidates": [{"name": c.name, "formula": c.formula, "source": c.source, "chosen": c.chosen,
                             "backtest_error": c.backtest_error, "fold_errors": list(c.fold_errors),
-                            "params": c.params, "error_model": {"s": c.error_model.s, "kappa": c.error_model.kappa,
-                                                                "z": c.error_model.z(self.level),
-                                                                "n_errors": c.error_model.n_errors},
+                            "params": c.params, "error_model": _model_dict(c.error_model, self.level),
                             "note": c.note} for c in self.candidates],
+            "error_model": _model_dict(self.error_model, self.level),
             "interval_method": self.interval_method(), "notes": list(self.notes),
         })
 
