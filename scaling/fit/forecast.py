@@ -15,9 +15,11 @@ How it decides (deterministic, every step shown in ``f.candidates``):
    rolling-origin fold (the smaller runs, forecasting the larger), all in one compiled batch.
 3. Each form's backtest error is the mean over folds of the mean |relative error| of its
    forecasts of the held-out runs (on IsoFLOP budgets: of each held-out budget's best run).
-   The eligible form with the lowest error is chosen (``kaplan`` is shown, never chosen); a
-   weighted combination of the L(N, D) forms (weights 1/error^2, learnt leave-one-fold-out)
-   replaces it if it backtests better (:mod:`._compare`).
+   The forecast is the weighted combination of the eligible L(N, D) forms (weights
+   1/error^2) whenever two of them have two common folds: with a few folds the single best
+   backtest is mostly luck, and the combination forecasts better far out (measured on
+   synthetic laws first, then on the public tasks: :func:`._compare._choose`); otherwise the
+   eligible form with the lowest error (``kaplan`` is shown, never chosen).
 4. Loss intervals (:mod:`._calibrate`): a log-error scale ``sqrt(s^2 + p^2 + (kappa d)^2)``:
    the run noise ``s``, the forecast's own parameter spread ``p`` (:mod:`._spread`, delta
    method) and a model-form error growing with the distance ``d`` in decades beyond the
