@@ -94,7 +94,7 @@ def sweep_case(law, rng, noise, level, n_budgets=6, n_sizes=5, decades=2.5, spre
     plain = optimal_allocation(next(c for c in f.candidates if c.name == "chinchilla").law, targets)[2]
     forms = {c.name: np.asarray(optimal_allocation(c.law, targets)[2]) for c in f.candidates}
     N_hits = (o.N_interval[0] <= N_true) & (N_true <= o.N_interval[1])
-    return f, o.loss, o.loss_interval, truth, plain, forms, N_hits, o.N / N_true
+    return f, o.loss, o.loss_interval, truth, plain, forms, N_hits, o.N / N_true, np.log10(o.N_interval[1] / o.N_interval[0])
 
 
 DESIGNS = {
@@ -123,7 +123,7 @@ def coverage(seeds: int, level: float, designs=tuple(DESIGNS)) -> None:
                     if design != "ladder":
                         for form, values in out[5].items():
                             forms_err.setdefault(form, []).extend(np.abs(values / truth - 1))
-                        N_rows.extend(zip(out[6], out[7]))
+                        N_rows.extend(zip(out[6], out[7], out[8]))
         print(f"\n{design}: {len(rows)} forecasts ({seeds} seeds x {len(NOISES)} noise levels x truths), "
               f"{100 * level:g}% intervals (width: mean, median; NaN forecasts count as misses)")
         print(f"  {'truth':<18} {'noise':>6} {'chosen err':>11} {'approach 3':>11} {'coverage':>9} {'width':>14}")
@@ -149,9 +149,10 @@ def coverage(seeds: int, level: float, designs=tuple(DESIGNS)) -> None:
             chosen[r[2]] = chosen.get(r[2], 0) + 1
         print("  chosen: " + ", ".join(f"{k} {v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])))
         if N_rows:
-            hits, ratio = np.array(N_rows).T
-            print(f"  N_opt: {100 * level:g}% intervals hold the true N_opt {np.mean(hits):.2f} of the time; "
-                  f"median |log10 N_opt error| {np.median(np.abs(np.log10(ratio))):.3f} decades")
+            hits, ratio, width = np.array(N_rows).T
+            print(f"  N_opt: {100 * level:g}% intervals hold the true N_opt {np.mean(hits):.2f} of the time, median "
+                  f"width {np.nanmedian(width):.2f} decades; median |log10 N_opt error| "
+                  f"{np.nanmedian(np.abs(np.log10(ratio))):.3f} decades")
         if forms_err:
             print("  every form's mean |error| at the targets: " +
                   ", ".join(f"{k} {100 * np.nanmean(v):.2f}%" for k, v in forms_err.items()))

@@ -140,6 +140,7 @@ def test_a_tiny_sweep_gets_a_usable_interval_that_says_how_it_was_made():
         hits += low <= truth <= high
         widths.append(high / low)
     assert len(f.folds) == 1 and "Student-t" in f.summary()
+    assert any(n.startswith("thin backtest") for n in f.notes)
     assert hits >= 3 and max(widths) < 1.3
 
 
@@ -154,4 +155,4 @@ def test_interval_inside_the_data_is_at_least_the_run_noise():
     assert p.distance == 0.0
     half_width = math.log(p.interval[1] / p.loss)
     assert half_width >= 1.2 * noise  # at least z * s, s >= the residual scale (~noise)
-    assert f.to_dict()["error_model"]["n_eff"] > 0
+    assert f.to_dict()["error_model"]["n_eff"] > 9 and not any(n.startswith("thin backtest") for n in f.notes)

@@ -227,10 +227,10 @@ class _Comparison:
             value = law.loss(C) if isinstance(law, FrontierLaw) else law.predict(N, D)
         return np.atleast_1d(np.asarray(value, np.float64))
 
-    def _scored(self, name, formula, source, law, predictions: dict, spreads: dict, residuals, objective, spread,
-                note="") -> Candidate:
+    def _scored(self, name, formula, source, law, predictions: dict, spreads: dict, residuals, n_params: int,
+                objective, spread, note="") -> Candidate:
         """``predictions``, ``spreads``: fold index -> forecasts of that fold's targets, and their
-        parameter spreads."""
+        parameter spreads; ``residuals``: of the full-data fit of ``n_params`` parameters."""
         fold_errors, d_all, e_all, p_all = {}, [], [], []
         self.errors = getattr(self, "errors", {})
         for j, predicted in predictions.items():
@@ -244,7 +244,9 @@ class _Comparison:
         self.errors[name] = (join(d_all), join(e_all), join(p_all))
         common = tuple(fold_errors[j] for j in self.common if j in fold_errors)
         score = float(np.mean(common)) if common else math.nan
-        model = fit_error_model(*self.errors[name][:2], robust_scale(residuals), spread=self.errors[name][2])
+        n = int(np.sum(np.isfinite(residuals)))  # the residual scale corrected for the fitted parameters
+        noise = robust_scale(residuals) * (math.sqrt(n / (n - n_params)) if n > n_params else 1.0)
+        model = fit_error_model(*self.errors[name][:2], noise, spread=self.errors[name][2])
         return Candidate(name, formula, source, law, score, common, model, float(objective), note=note, spread=spread)
 
     def _spread(self, form: Form, theta, fold: Fold | None) -> Spread:
@@ -268,7 +270,8 @@ class _Comparison:
         residuals = _family.log_predict(thetas[0], form.flags, self.x[used], self.y[used], self.x0) - \
             np.log(self.values[used])
         note = "fit failed" if not np.isfinite(objectives[0]) else "" if form.eligible else "shown, never chosen: no floor E"
-        return self._scored(form.name, form.formula, form.source, law, predictions, spreads, residuals, objectives[0],
+        return self._scored(form.name, form.formula, form.source, law, predictions, spreads, residuals, form.n_params,
+                            objectives[0],
                             self._spread(form, thetas[0], None), note)
 
     def _N_opt_errors(self, form: Form, thetas) -> None:
@@ -318,7 +321,8 @@ class _Comparison:
         residuals = np.log(np.asarray(law.predict(self.N, self.D), np.float64)) - np.log(self.L)
         return self._scored("ensemble", "weighted geometric mean of " + ", ".join(law.names),
                             "weights 1/backtest error^2, learnt leave-one-fold-out", law, predictions, spreads,
-                            residuals, math.nan, EnsembleSpread([c.spread for c in members], law.weights))
+                            residuals, max(FORMS[c.name].n_params for c in members), math.nan,
+                            EnsembleSpread([c.spread for c in members], law.weights))
 
     def _pooled_N(self, candidates) -> ErrorModel | None:
         """N_opt's error model on budgets: the held-out budgets' optima, pooled like the loss's."""

@@ -151,6 +151,13 @@ class Forecast:
         self.candidates = comparison.candidates
         self.chosen = comparison.chosen
         self.level = level
+        model = comparison.error_model
+        if model.calibrated and model.conformal_z(level) is None:
+            notes = list(notes) + [
+                f"thin backtest: {model.n_errors} held-out forecasts worth n_eff = {model.n_eff:.3g} independent errors "
+                f"cannot calibrate a {100 * level:g}% quantile; the loss interval's multiplier is the Student-t "
+                f"quantile with {model.n_eff:.3g} degrees of freedom (more budgets or sizes, hence more folds, "
+                f"would calibrate it)"]
         self.notes = tuple(notes)
         self.mode = "budgets" if comparison.on_budgets else "points"
         self.folds = tuple(f.name for f in comparison.folds)
