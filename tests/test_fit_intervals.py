@@ -36,6 +36,9 @@ def test_few_backtest_errors_use_the_t_quantile_not_the_largest_score():
     assert model.z(0.9) == pytest.approx(student_t_quantile(0.95, model.n_eff))
     assert model.z(0.9) < max(model.scores)  # the old rule took the largest score
     assert "Student-t" in model.describe(0.9) and "too few" in model.describe(0.9)
+    # N_opt's model (no spread term; its interval is also at least the bootstrap's) keeps the largest score
+    n_model = fit_error_model(d, e, 1e-3, w, quantity="N_opt")
+    assert n_model.z(0.9) == max(n_model.scores) and "largest" in n_model.describe(0.9)
 
 
 def test_many_errors_give_a_conformal_interval_that_holds_its_level():

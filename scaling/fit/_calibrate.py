@@ -119,12 +119,17 @@ class ErrorModel:
         return float(self.scores[index]) if index < len(self.scores) else None
 
     def z(self, level: float) -> float:
-        """The conformal quantile, at least the Student-t quantile with ``n_eff`` degrees of
-        freedom; without backtest errors, the normal quantile."""
+        """Loss: the conformal quantile, at least the Student-t quantile with ``n_eff`` degrees of
+        freedom.  Other quantities (N_opt, whose interval is also at least the bootstrap's): the
+        conformal quantile, or the largest score where it is infinite.  Without backtest errors,
+        the normal quantile."""
         p = 0.5 + level / 2.0
         if not self.scores:
             return NormalDist().inv_cdf(p)
-        return max(self.conformal_z(level) or 0.0, student_t_quantile(p, self.n_eff))
+        conformal = self.conformal_z(level)
+        if self.quantity != "loss":
+            return conformal if conformal is not None else float(self.scores[-1])
+        return max(conformal or 0.0, student_t_quantile(p, self.n_eff))
 
     def interval(self, prediction, d, level: float, spread=0.0) -> tuple[np.ndarray, np.ndarray]:
         factor = np.exp(self.z(level) * self.sigma(d, spread))
@@ -140,7 +145,11 @@ class ErrorModel:
             return (f"no backtest: the interval holds only the run noise (s = {self.s:.3g}) and the parameter "
                     f"spread of the forecast (delta method), normal quantile; model-form error is NOT included")
         conformal, t = self.conformal_z(level), student_t_quantile(0.5 + level / 2, self.n_eff)
-        if conformal is None:
+        if self.quantity != "loss":
+            how = (f"conformal quantile of {self.n_errors} normalised backtest errors, n_eff {self.n_eff:.3g}"
+                   if conformal is not None else f"the largest of {self.n_errors} normalised backtest errors (n_eff "
+                   f"{self.n_eff:.3g}: too few for a {100 * level:g}% conformal quantile)")
+        elif conformal is None:
             how = (f"Student-t quantile with n_eff = {self.n_eff:.3g} degrees of freedom: the backtest holds too few "
                    f"errors ({self.n_errors}, n_eff {self.n_eff:.3g}) to calibrate a {100 * level:g}% quantile by itself")
         elif conformal >= t:
