@@ -26,12 +26,14 @@ How it decides (deterministic, every step shown in ``f.candidates``):
    fitted runs, fitted to the backtest errors of every eligible form (weights 1/error^2: the
    choice is uncertain too), times a conformal quantile of the normalised backtest errors,
    never below the Student-t quantile of their effective number (a backtest of one or two
-   folds cannot calibrate a 90% quantile by itself: the summary says so).  ``N_interval``: a bootstrap by run of the
-   chosen law (parameter uncertainty) and, on IsoFLOP budgets, at least the same calibration
-   applied to N_opt forecasts of held-out budgets against their observed optima.
+   folds cannot calibrate a 90% quantile by itself: the notes say so).  ``N_interval``: a
+   bootstrap by run of the chosen law (parameter uncertainty) and, on IsoFLOP budgets, at
+   least the same calibration applied to N_opt forecasts of held-out budgets against their
+   observed optima.
 
-Measured (bench/README.md, "forecast"): 90% intervals held 0.88 (ladders) and 0.97 (IsoFLOP
-sweeps) of new runs from synthetic laws, and 11 of 11 published losses of the public tasks.
+Measured (bench/README.md, "forecast"): 90% intervals held 0.92 (ladders), 0.98 (IsoFLOP
+sweeps), 0.87 (five budgets) and 0.96 (three budgets: one fold) of new runs from synthetic
+laws, and 11 of 11 published losses of the public tasks.
 """
 
 from __future__ import annotations
