@@ -271,8 +271,7 @@ class _Comparison:
             np.log(self.values[used])
         note = "fit failed" if not np.isfinite(objectives[0]) else "" if form.eligible else "shown, never chosen: no floor E"
         return self._scored(form.name, form.formula, form.source, law, predictions, spreads, residuals, form.n_params,
-                            objectives[0],
-                            self._spread(form, thetas[0], None), note)
+                            objectives[0], self._spread(form, thetas[0], None), note)
 
     def _N_opt_errors(self, form: Form, thetas) -> None:
         """On budgets: log errors of each fold's N_opt forecast at the held-out budgets, against
