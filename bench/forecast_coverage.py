@@ -8,16 +8,20 @@ noise).  Two designs, as users have them:
   as Gadre et al. 2024; targets 3.5x and 17x the largest size, at 20 and 320 tokens per
   parameter;
 * IsoFLOP sweep (budget mode, ``C=``): 6 budgets over 2.5 decades, 5 sizes each over 16x
-  around the optimum; target: the compute-optimal loss at 10x and 30x the largest budget.
+  around the optimum; target: the compute-optimal loss at 10x and 30x the largest budget;
+* small sweeps, as the demo's: 5 budgets over 1.1 decades x 5 sizes over 9x ("small") and 3
+  budgets over 1 decade x 4 sizes ("tiny": one rolling-origin fold); target: the optimum at
+  10x and 30x the largest budget.
 
 Truths: Hoffmann et al. 2022's printed law, Epoch's refit (Besiroglu et al. 2024), a tied law,
 a Farseer-style drifting data exponent, and one law OUTSIDE the candidate forms (the model-size
-exponent drifts with N).  Noise: log-normal, 0.3% and 1% per run.
+exponent drifts with N).  Noise: log-normal, 0.3%, 1% and 2% per run (the demo's runs differ
+by 1-2% between seeds).
 
 Speed: ``fit.forecast`` on 250 runs, first call in a fresh process (compilation included), both
 modes, wall and CPU seconds.
 
-    python bench/forecast_coverage.py [--seeds 6] [--level 0.9] [--skip-speed]
+    python bench/forecast_coverage.py [--seeds 6] [--level 0.9] [--skip-speed] [--designs ladder,sweep]
 """
 
 from __future__ import annotations
@@ -74,11 +78,12 @@ def ladder_case(law, rng, noise, level):
     return f, p.loss, p.interval, truth, np.asarray(plain)
 
 
-def sweep_case(law, rng, noise, level):
-    budgets = 1e17 * np.sqrt(10.0) ** np.arange(6)
+def sweep_case(law, rng, noise, level, n_budgets=6, n_sizes=5, decades=2.5, spread=4.0):
+    budgets = 1e17 * 10.0 ** np.linspace(0.0, decades, n_budgets)
     N_opt = optimal_allocation(law, budgets)[0]
-    C = np.repeat(budgets, 5)
-    N = np.repeat(N_opt, 5) * np.tile(4.0 ** np.linspace(-1, 1, 5), 6) * np.exp(0.1 * rng.standard_normal(30))
+    C = np.repeat(budgets, n_sizes)
+    N = np.repeat(N_opt, n_sizes) * np.tile(spread ** np.linspace(-1, 1, n_sizes), n_budgets) * \
+        np.exp(0.1 * rng.standard_normal(len(C)))
     D = C / (6 * N)
     L = np.asarray(law.predict(N, D)) * np.exp(noise * rng.standard_normal(len(N)))
     targets = budgets[-1] * np.array([10.0, 30.0])
@@ -89,47 +94,65 @@ def sweep_case(law, rng, noise, level):
     plain = optimal_allocation(next(c for c in f.candidates if c.name == "chinchilla").law, targets)[2]
     forms = {c.name: np.asarray(optimal_allocation(c.law, targets)[2]) for c in f.candidates}
     N_hits = (o.N_interval[0] <= N_true) & (N_true <= o.N_interval[1])
-    return f, o.loss, o.loss_interval, truth, plain, forms, N_hits, o.N / N_true
+    return f, o.loss, o.loss_interval, truth, plain, forms, N_hits, o.N / N_true, np.log10(o.N_interval[1] / o.N_interval[0])
 
 
-def coverage(seeds: int, level: float) -> None:
+DESIGNS = {
+    "ladder": ladder_case,
+    "sweep": sweep_case,
+    "small sweep": lambda law, rng, noise, level: sweep_case(law, rng, noise, level, 5, 5, 1.1, 3.0),
+    "tiny sweep": lambda law, rng, noise, level: sweep_case(law, rng, noise, level, 3, 4, 1.0, 3.0),
+}
+NOISES = (0.003, 0.01, 0.02)
+
+
+def coverage(seeds: int, level: float, designs=tuple(DESIGNS)) -> None:
     rng = np.random.default_rng(0)
-    for design in ("ladder", "sweep"):
+    for design in designs:
         rows, forms_err, N_rows = [], {}, []
         for name, law in TRUTHS.items():
-            for noise in (0.003, 0.01):
+            for noise in NOISES:
                 for _ in range(seeds):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", fit.ScalingFitWarning)
-                        out = (ladder_case if design == "ladder" else sweep_case)(law, rng, noise, level)
+                        out = DESIGNS[design](law, rng, noise, level)
                     f, loss, (low, high), truth, plain = out[:5]
                     for k in range(len(truth)):
                         rows.append((name, noise, f.chosen.name, loss[k] / truth[k] - 1, plain[k] / truth[k] - 1,
                                      low[k] <= truth[k] <= high[k], (high[k] - low[k]) / loss[k]))
-                    if design == "sweep":
+                    if design != "ladder":
                         for form, values in out[5].items():
                             forms_err.setdefault(form, []).extend(np.abs(values / truth - 1))
-                        N_rows.extend(zip(out[6], out[7]))
-        print(f"\n{design}: {len(rows)} forecasts ({seeds} seeds x 2 noise levels x truths), {100 * level:g}% intervals")
-        print(f"  {'truth':<18} {'noise':>6} {'chosen err':>11} {'approach 3':>11} {'coverage':>9} {'width':>7}")
+                        N_rows.extend(zip(out[6], out[7], out[8]))
+        print(f"\n{design}: {len(rows)} forecasts ({seeds} seeds x {len(NOISES)} noise levels x truths), "
+              f"{100 * level:g}% intervals (width: mean, median; NaN forecasts count as misses)")
+        print(f"  {'truth':<18} {'noise':>6} {'chosen err':>11} {'approach 3':>11} {'coverage':>9} {'width':>14}")
+        mean = lambda a: np.nanmean(np.abs(a))
         for name in TRUTHS:
-            for noise in (0.003, 0.01):
+            for noise in NOISES:
                 sel = [r for r in rows if r[0] == name and r[1] == noise]
                 if sel:
                     err, plain, cov, width = (np.array([r[i] for r in sel]) for i in (3, 4, 5, 6))
-                    print(f"  {name:<18} {100 * noise:>5.1f}% {100 * np.mean(np.abs(err)):>10.2f}% "
-                          f"{100 * np.mean(np.abs(plain)):>10.2f}% {np.mean(cov):>9.2f} {100 * np.mean(width):>6.1f}%")
+                    print(f"  {name:<18} {100 * noise:>5.1f}% {100 * mean(err):>10.2f}% "
+                          f"{100 * mean(plain):>10.2f}% {np.mean(cov):>9.2f} {100 * np.nanmean(width):>6.1f}% "
+                          f"{100 * np.nanmedian(width):>5.1f}%")
+        for noise in NOISES:
+            sel = [r for r in rows if r[1] == noise]
+            err, plain, cov, width = (np.array([r[i] for r in sel]) for i in (3, 4, 5, 6))
+            print(f"  {'all truths':<18} {100 * noise:>5.1f}% {100 * mean(err):>10.2f}% {100 * mean(plain):>10.2f}% "
+                  f"{np.mean(cov):>9.2f} {100 * np.nanmean(width):>6.1f}% {100 * np.nanmedian(width):>5.1f}%")
         err, plain, cov, width = (np.array([r[i] for r in rows]) for i in (3, 4, 5, 6))
-        print(f"  {'all':<18} {'':>6} {100 * np.mean(np.abs(err)):>10.2f}% {100 * np.mean(np.abs(plain)):>10.2f}% "
-              f"{np.mean(cov):>9.2f} {100 * np.mean(width):>6.1f}%")
+        print(f"  {'all':<18} {'':>6} {100 * mean(err):>10.2f}% {100 * mean(plain):>10.2f}% "
+              f"{np.mean(cov):>9.2f} {100 * np.nanmean(width):>6.1f}% {100 * np.nanmedian(width):>5.1f}%")
         chosen = {}
         for r in rows:
             chosen[r[2]] = chosen.get(r[2], 0) + 1
         print("  chosen: " + ", ".join(f"{k} {v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])))
         if N_rows:
-            hits, ratio = np.array(N_rows).T
-            print(f"  N_opt: {100 * level:g}% intervals hold the true N_opt {np.mean(hits):.2f} of the time; "
-                  f"median |log10 N_opt error| {np.median(np.abs(np.log10(ratio))):.3f} decades")
+            hits, ratio, width = np.array(N_rows).T
+            print(f"  N_opt: {100 * level:g}% intervals hold the true N_opt {np.mean(hits):.2f} of the time, median "
+                  f"width {np.nanmedian(width):.2f} decades; median |log10 N_opt error| "
+                  f"{np.nanmedian(np.abs(np.log10(ratio))):.3f} decades")
         if forms_err:
             print("  every form's mean |error| at the targets: " +
                   ", ".join(f"{k} {100 * np.nanmean(v):.2f}%" for k, v in forms_err.items()))
@@ -178,9 +201,10 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, of: {', '.join(DESIGNS)}")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    coverage(args.seeds, args.level)
+    coverage(args.seeds, args.level, tuple(args.designs.split(",")))
     print(f"(coverage study: {time.perf_counter() - start:.0f} s)")
     if not args.skip_speed:
         speed()

@@ -96,6 +96,23 @@ def test_the_form_that_generated_the_data_wins_the_backtest():
     assert f.predict(1e11, 2e12).loss == pytest.approx(tied.predict(1e11, 2e12), rel=0.01)
 
 
+def test_the_forecast_is_the_ensemble_whenever_it_can_be_formed(ladder_forecast):
+    f = ladder_forecast
+    by_name = {c.name: c for c in f.candidates}
+    assert f.chosen.name == "ensemble" and isinstance(f.law, fit.EnsembleLaw)
+    members = [n for n in ("chinchilla", "chinchilla_tied", "farseer_tied") if n in by_name]
+    assert list(f.law.names) == members and "kaplan" not in f.law.names
+    w = np.array([1 / by_name[n].backtest_error ** 2 for n in members])
+    np.testing.assert_allclose(f.law.weights, w / w.sum())
+    N, D = 1e10, 2e11  # the forecast is the weighted geometric mean of the members'
+    logs = [np.log(by_name[n].law.predict(N, D)) for n in members]
+    assert f.predict(N, D).loss == pytest.approx(math.exp(np.dot(f.law.weights, logs)))
+    single = fit.forecast(*ladder(), forms=["chinchilla", "chinchilla_tied"])
+    assert single.chosen.name == "ensemble"
+    alone = fit.forecast(*ladder(), forms=["chinchilla_tied"])
+    assert alone.chosen.name == "chinchilla_tied" and "ensemble" not in [c.name for c in alone.candidates]
+
+
 def test_budgets_bring_the_frontier_forms_and_forecast_the_optimum():
     C, N, D, L = isoflop_sweep()
     f = fit.forecast(N, D, L, C=C)
@@ -109,6 +126,24 @@ def test_budgets_bring_the_frontier_forms_and_forecast_the_optimum():
     assert opt.loss_interval[0] <= L_true[0] <= opt.loss_interval[1]
     frontier = next(c for c in f.candidates if c.name == "frontier")
     assert isinstance(frontier.law, fit.FrontierLaw) and frontier.law.allocation.a == pytest.approx(TRUE.a, abs=0.1)
+
+
+def test_an_extrapolated_parabola_minimum_does_not_poison_the_fits():
+    """A budget whose losses fall steeply in log N: its parabola minimum lies far beyond the
+    sampled sizes, below zero.  It is left out of the frontier (with a note) and every form
+    still fits (one bad point in the shared batch once turned every lane NaN)."""
+    C, N, D, L = isoflop_sweep()
+    last = C == C.max()
+    x = np.log(N[last])
+    L = L.copy()
+    u = x - x.mean()
+    L[last] = 2.4 - 0.8 * u + 0.05 * u**2  # runs 1.4-3.6; the parabola's minimum: N e^8 beyond, loss -0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fit.ScalingFitWarning)
+        f = fit.forecast(N, D, L, C=C)
+    assert any("left out of the frontier fit" in n for n in f.notes)
+    assert all(math.isfinite(c.backtest_error) for c in f.candidates if c.name != "kaplan")
+    assert math.isfinite(f.optimal(10 * C.max()).loss)
 
 
 def test_intermediate_evaluations_are_left_out_and_final_marks_branches():
@@ -204,7 +239,7 @@ def test_public_gadre_figures(public_records):
     gadre = [r for r in public_records if r["task"].startswith("Gadre")]
     assert len(gadre) == 9
     assert _mean_error(gadre, "approach3") == pytest.approx(0.0254, abs=0.001)  # free exponents
-    assert _mean_error(gadre) <= 0.0096  # bench/README.md: 0.95%
+    assert _mean_error(gadre) <= 0.0093  # bench/README.md: 0.92% (the ensemble; 0.95% choosing one form)
     assert sum(r["low"] <= r["actual"] <= r["high"] for r in gadre) == 9
 
 
@@ -212,7 +247,7 @@ def test_public_olmo_figures(public_records):
     olmo = [r for r in public_records if r["task"].startswith("OLMo")]
     assert [r["target"] for r in olmo] == ["OLMo-2 7B", "OLMo-2 13B"]
     assert _mean_error(olmo, "approach3") == pytest.approx(0.0277, abs=0.001)
-    assert _mean_error(olmo) <= 0.0217  # bench/README.md: 2.16%
+    assert _mean_error(olmo) <= 0.0172  # bench/README.md: 1.71% (the ensemble; 2.16% choosing one form)
     assert all(r["low"] <= r["actual"] <= r["high"] for r in olmo)
 
 

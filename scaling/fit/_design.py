@@ -151,6 +151,14 @@ def budgets_of(N, D, L, C, flops_per_token=None) -> Budgets | None:
             allocation_minima = isoflop(budget_of_run, N[index], L[index], D=D[index], flops_per_token=flops_per_token)
             minima_C = np.array(allocation_minima.budgets)
             minima_L = np.array(allocation_minima.L_min_per_budget)
+            # A minimum beyond the sampled sizes is the parabola's extrapolation, not an observed
+            # optimum (with noise it can fall far below every run, even below zero): the frontier
+            # is fitted to the interior minima only.
+            interior = ~np.array(allocation_minima.at_edge, bool) & np.isfinite(minima_L) & (minima_L > 0)
+            if not interior.all():
+                notes.append(f"IsoFLOP parabola minima beyond the sampled sizes at C = "
+                             f"{', '.join(f'{c:.3g}' for c in minima_C[~interior])}: left out of the frontier fit")
+            minima_C, minima_L = minima_C[interior], minima_L[interior]
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
             notes.append(f"IsoFLOP parabolas not fitted: {error}")
     notes += sorted({str(w.message) for w in caught})

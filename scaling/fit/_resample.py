@@ -62,8 +62,11 @@ def _allocations(budgets, form: Form, counts):
     """Approach 2's power laws on each resample of the budgets (OLS over the resampled optima)."""
     b = budgets
     if form.fitted_to == "minima":
-        C = b.minima_C
-        N, D = np.array(b.allocation_minima.N_opt_per_budget), np.array(b.allocation_minima.D_opt_per_budget)
+        # the frontier's points: approach 2's interior minima (budgets_of leaves out the extrapolated ones)
+        keep = np.isin(np.array(b.allocation_minima.budgets), b.minima_C)
+        C = np.array(b.allocation_minima.budgets)[keep]
+        N = np.array(b.allocation_minima.N_opt_per_budget)[keep]
+        D = np.array(b.allocation_minima.D_opt_per_budget)[keep]
     else:
         C, N, D = b.C, b.best_N, b.best_D
     out = []
