@@ -101,6 +101,64 @@ def build_stream(docs, tokenizer) -> tuple[np.ndarray, int]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype), nbytes
 
 
+# A cap of the training split (`DataConfig.unique_tokens`): CAP_BLOCKS evenly spaced blocks of
+# the stream, each at least CAP_MIN_BLOCK tokens long (fewer blocks for small caps).
+CAP_BLOCKS = 64
+CAP_MIN_BLOCK = 4096
+
+
+def cap_stream(tokens: np.ndarray, unique_tokens: int) -> np.ndarray:
+    """The first ``unique_tokens / k`` tokens of each of k equal blocks of the stream,
+    concatenated: exactly ``unique_tokens`` tokens, spread over the whole split.
+
+    Why blocks and not a prefix: the stdlib stream is ordered by file path (and a TFDS split by
+    its shards), so a prefix of it would be a few neighbouring files, a different distribution
+    from the validation split; Muennighoff et al. 2023 cut a shuffled corpus (C4), which k
+    evenly spaced blocks approximate. k = min(CAP_BLOCKS, unique_tokens // CAP_MIN_BLOCK), at
+    least 1: caps of >= 64 x 4096 tokens are nested (a smaller cap is part of a larger one).
+    A window may straddle two blocks (the join is a cut mid-document, as a window's random
+    start already is). Deterministic: a function of the stream and the cap only, not of the seed.
+    """
+    n = len(tokens)
+    if unique_tokens >= n:
+        raise ValueError(f"DataConfig.unique_tokens={unique_tokens}: the training split has only {n:,} tokens; "
+                         "a cap must be smaller (None: the whole split)")
+    k = max(1, min(CAP_BLOCKS, unique_tokens // CAP_MIN_BLOCK))
+    starts = (np.arange(k, dtype=np.int64) * n) // k
+    lengths = np.full(k, unique_tokens // k, dtype=np.int64)
+    lengths[: unique_tokens % k] += 1
+    return np.concatenate([tokens[s:s + length] for s, length in zip(starts, lengths)])
+
+
+class DocumentSubset:
+    """``docs`` seen through ``m`` evenly spaced indices (``floor(i n / m)``): the capped
+    document source for packing="documents", random-access like the source itself."""
+
+    def __init__(self, docs, m: int):
+        self.docs = docs
+        self.indices = (np.arange(m, dtype=np.int64) * len(docs)) // m
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.docs[int(self.indices[i])]
+
+    def get_many(self, indices) -> list:
+        return read_documents(self.docs, [int(self.indices[i]) for i in indices])
+
+
+def cap_documents(docs, tokens_per_document: float, unique_tokens: int) -> DocumentSubset:
+    """About ``unique_tokens`` tokens as whole documents: ``round(unique_tokens /
+    tokens_per_document)`` of them, evenly spaced (`DocumentSubset`). Approximate, as
+    `DocumentPacker.unique_tokens` is: the count rests on the mean document length."""
+    m = max(1, int(round(unique_tokens / tokens_per_document)))
+    if m >= len(docs):
+        raise ValueError(f"DataConfig.unique_tokens={unique_tokens}: the training split has only {len(docs):,} "
+                         f"documents of ~{tokens_per_document:.0f} tokens; a cap must be smaller (None: the whole split)")
+    return DocumentSubset(docs, m)
+
+
 def read_documents(docs, indices) -> list:
     """``[docs[i] for i in indices]``, in one batched read when the source has
     ``get_many`` (``tfds_source.TfdsTexts``: ArrayRecord reads many records far
