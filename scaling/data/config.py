@@ -74,9 +74,10 @@ class DataConfig:
     stats_documents: documents sampled to estimate ``bytes_per_token`` and the
         unigram entropy when packing="documents" (exact in stream mode).
     unique_tokens: None (the whole training split), or a cap: the training split is cut,
-        deterministically and whatever the seed, to this many tokens spread over the whole
-        split (`packing.cap_stream`; with packing="documents" about this many, as evenly
-        spaced whole documents), so a run of D tokens repeats them D / unique_tokens times:
+        deterministically and whatever the seed, to a fixed random sample of its windows
+        holding this many tokens (rounded down to whole windows of seq_len + 1:
+        `packing.cap_windows`; with packing="documents" about this many, as evenly spaced
+        whole documents), so a run of D tokens repeats them D / unique_tokens times:
         data-constrained training (Muennighoff et al. 2023). Validation is never cut.
         Not for the synthetic language (it is unlimited: every window is fresh).
     """

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import rng
 from .config import SPLITS, DataConfig
-from .packing import DocumentPacker, StreamPacker, build_stream, cap_documents, cap_stream
+from .packing import DocumentPacker, StreamPacker, build_stream, cap_documents
 from .stdlib_corpus import corpus_sha256, load_corpus
 from .synthetic import get_chain, mix_repeat_task
 from .tokenizers import make_tokenizer
@@ -260,17 +260,15 @@ def _stdlib_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
 
 
 def _capped(packer, tok, cfg: DataConfig, split: str):
-    """The packer of the training split cut to ``cfg.unique_tokens`` (`DataConfig`): exactly,
-    as k spread blocks of the stream (`packing.cap_stream`; its bytes in proportion, exact at
-    the byte level), or about, as evenly spaced whole documents (`packing.cap_documents`).
-    Validation, and an uncapped config, keep the whole split."""
+    """The packer of the training split cut to ``cfg.unique_tokens`` (`DataConfig`): a fixed
+    random sample of its aligned windows (`packing.cap_windows`, the cap rounded down to whole
+    windows), or about that many tokens as evenly spaced whole documents
+    (`packing.cap_documents`). Validation, and an uncapped config, keep the whole split."""
     cap = cfg.unique_tokens
     if cap is None or split != "train":
         return packer
     if isinstance(packer, StreamPacker):
-        n = len(packer.tokens)
-        tokens = cap_stream(packer.tokens, cap)
-        return StreamPacker(None, tok, packer.seq_len, tokens=tokens, nbytes=round(packer.num_bytes * cap / n))
+        return StreamPacker(None, tok, packer.seq_len, tokens=packer.tokens, nbytes=packer.num_bytes, unique_tokens=cap)
     docs = cap_documents(packer.docs, packer.unique_tokens / packer.num_docs, cap)
     return DocumentPacker(docs, tok, packer.seq_len, stats_documents=packer.stats_documents)
 
