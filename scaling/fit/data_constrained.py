@@ -269,9 +269,11 @@ def _full_args(N, D, U, L, counts, delta):
 
 
 def _law(form, theta, value, grad_norm, n, delta) -> DataConstrainedLaw:
+    with np.errstate(over="ignore"):  # a bootstrap replicate may run off to inf: undefined, not a crash
+        A, B, E, R_D, *R_N = (float(x) for x in np.exp(np.asarray(theta, np.float64)[[0, 1, 2, 5, *range(6, len(theta))]]))
     return DataConstrainedLaw(
-        form=form, E=math.exp(theta[2]), A=math.exp(theta[0]), B=math.exp(theta[1]), alpha=float(theta[3]),
-        beta=float(theta[4]), R_D_star=math.exp(theta[5]), R_N_star=math.exp(theta[6]) if form == "full" else math.inf,
+        form=form, E=E, A=A, B=B, alpha=float(theta[3]),
+        beta=float(theta[4]), R_D_star=R_D, R_N_star=R_N[0] if form == "full" else math.inf,
         objective=float(value), converged=bool(np.isfinite(value) and grad_norm <= CONVERGENCE_GTOL * (1.0 + abs(value))),
         grad_norm=float(grad_norm), n_points=n, delta=float(delta))
 
