@@ -46,7 +46,8 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
                              "table give its columns: --N, --D, --loss)")
         directory = results_lib.results_path(path).parent
         targets = (directory / REPORT_FILE, directory / REPORT_JSON)
-    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, seed=seed, metric=metric)
+    rep = fit_results(questions.fewest_repeats(questions.single_loops(rows)), budget=budget, n_bootstrap=n_bootstrap,
+                      seed=seed, metric=metric)
     answers = questions.answer(rows, rep, metric=metric, n_bootstrap=min(n_bootstrap, 200), seed=seed)
     text = "\n\n".join(t for t in (format_report(rep), questions.format_answers(answers)) if t)
     print(text, flush=True)
@@ -128,7 +129,8 @@ def verify(sweep_dir, *, budget: float | None = None, n_bootstrap: int = 1000, m
     rows = results_lib.read_rows(sweep_dir)
     if not rows:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no results to forecast from")
-    rep = fit_results(questions.single_loops(rows), budget=budget, n_bootstrap=n_bootstrap, metric=metric)
+    rep = fit_results(questions.fewest_repeats(questions.single_loops(rows)), budget=budget, n_bootstrap=n_bootstrap,
+                      metric=metric)
     forecast = report.forecast_summary(rep)
     if forecast is None:
         raise ValueError(f"sweep_dir={str(sweep_dir)!r}: no law could be fitted ({'; '.join(rep.notes)})")

@@ -411,14 +411,72 @@ def plot_inference(ans, path=None):
     return _save(fig, path)
 
 
+def plot_epochs(ans, path=None):
+    """Repeated data (Muennighoff et al. 2023): loss against epochs at fixed compute, each
+    (budget, shape) trained on the whole split and on caps of it (points) with the fitted
+    law's curve at its N and D (left); the effective data D' / U that each repeated run
+    measures (the law inverted at its loss) against the fitted D'(epochs) / U (right)."""
+    plt = _plt()
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    law, cells = ans.law, ans.matched
+    cmap = plt.get_cmap("viridis")
+    for i, c in enumerate(cells):
+        color = cmap(0.05 + 0.85 * i / max(len(cells) - 1, 1))
+        pts = sorted((c["D"] / u, loss) for u, loss in c["loss"].items())
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", ms=4.5, color=color, zorder=3,
+                label=f"C={c['budget']:.2g}, d{c['shape'][0]}-L{c['shape'][1]}")
+        if law is not None:  # flat below one epoch: the tokens are all fresh
+            ep = np.geomspace(min(pts[0][0], 1.0), max(pts[-1][0], 1.5) * 1.3, 60)
+            ax.plot(ep, law.predict(c["N"], c["D"], c["D"] / ep), color=color, lw=1.1)
+    _log_x(ax)
+    ax.set_xlabel("epochs D / U (along each line N and D are equal: only the unique tokens U change)")
+    ax.set_ylabel(ans.metric.replace("_", " "))
+    ax.set_title("Fixed compute, fewer unique tokens: loss against epochs", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=6, ncol=2)
+    ep = np.geomspace(1.0, max((float(r["D"]) / float(r["unique_tokens"]) for r in ans.rows), default=10) * 1.3, 60)
+    ax_d.plot(ep, ep, color="0.5", ls=":", label="fresh data: D' = D")
+    ref = 15.4 * -np.expm1(-(ep - 1) / 15.4) + 1
+    ax_d.plot(ep, ref, color="C1", ls="--", lw=1.1, label="Muennighoff et al. (C4): R_D* = 15.4")
+    if law is not None:
+        ax_d.plot(ep, np.asarray(law.effective_data(ep, 1.0)), color="C3", lw=1.8, label=f"fit: R_D* = {law.R_D_star:.3g}")
+        boot = ans.boot
+        if boot is not None and len(boot.samples.get("R_D_star", ())) >= 2:
+            lo, hi = boot.interval("R_D_star", ans.level)
+            band = [r * -np.expm1(-(ep - 1) / r) + 1 for r in (lo, hi)]
+            ax_d.fill_between(ep, band[0], band[1], color="C3", alpha=0.2,
+                              label=f"{100 * ans.level:g}% bootstrap: R_D* in [{lo:.3g}, {hi:.3g}]")
+        measured = []
+        for r in ans.rows:
+            U = min(float(r["unique_tokens"]), float(r["D"]))
+            slack = float(r[ans.metric]) - law.E - law.A * float(law.effective_params(float(r["N"]), U)) ** -law.alpha
+            if float(r["D"]) / U > 1.01 and slack > 0:
+                measured.append((float(r["D"]) / U, (law.B / slack) ** (1 / law.beta) / U))
+        if measured:
+            ax_d.scatter(*zip(*measured), s=14, color="0.4", zorder=3, label="runs (law inverted at their loss)")
+    _log_x(ax_d)
+    ax_d.set_yscale("log")
+    ax_d.set_xlabel("epochs D / U")
+    ax_d.set_ylabel("effective data D' / U (in fresh epochs)")
+    title = "What a repeated token is worth"
+    if law is not None:
+        title += f": repeats at 4 epochs ~ {100 * float(law.repeated_worth(4)):.0f}% of fresh"
+    ax_d.set_title(title, fontsize=10)
+    ax_d.grid(True, which="both", alpha=0.25)
+    ax_d.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_questions(ans, out_dir) -> list[str]:
     """The figures of `scaling.questions.Answers` that it holds (loops.png, emergence.png,
-    inference.png) under `out_dir`; returns the paths."""
+    inference.png, epochs.png) under `out_dir`; returns the paths."""
     plt = _plt()
     paths.makedirs(out_dir)
     written = []
     for name, fn, part in (("loops.png", plot_loops, ans.loops), ("emergence.png", plot_emergence, ans.emergence),
-                           ("inference.png", plot_inference, ans.inference)):
+                           ("inference.png", plot_inference, ans.inference),
+                           ("epochs.png", plot_epochs, getattr(ans, "data", None))):
         if part is not None:
             path = paths.join(out_dir, name)
             plt.close(fn(part, path))

@@ -465,3 +465,92 @@ def test_tfds_unique_tokens_exact_or_estimated(mock_tfds, spm_model):
     sp_exact = sum(len(sp.encode(t)) for t in texts) + len(texts)
     cfg = DataConfig(source="tfds", name="lm1b", tokenizer=spm_model)
     assert make_dataset(cfg, seq_len=SEQ, split="train").unique_tokens == sp_exact
+
+
+# --------------------------------------------------------------------------- a cap on unique tokens
+
+
+def test_a_cap_keeps_a_fixed_random_sample_of_the_training_windows():
+    full = make_dataset(DataConfig(), seq_len=SEQ, split="train")
+    cap = 300_000
+    cfg = DataConfig(unique_tokens=cap)
+    ds = make_dataset(cfg, seq_len=SEQ, split="train")
+    kept = cap // (SEQ + 1)  # whole windows of seq_len + 1 tokens
+    assert ds.unique_tokens == kept * (SEQ + 1) == count_unique_tokens(cfg, seq_len=SEQ) == 299_975
+    assert ds.identity["unique_tokens"] == 299_975 and ds.identity["unique_tokens_cap"] == cap
+    assert epochs(7 * ds.unique_tokens, ds.unique_tokens) == 7.0  # a run of D tokens repeats the cut D / U times
+    pool = ds.packer.pool
+    assert len(np.unique(pool)) == kept and np.all(pool % (SEQ + 1) == 0)  # distinct aligned windows
+    # Spread over the whole stream (it is ordered by file path): every tenth of it holds ~a tenth of the windows.
+    share = np.bincount(pool * 10 // len(full.packer.tokens), minlength=10) / kept
+    assert share.min() > 0.07 and share.max() < 0.13
+    # Training windows are exactly the kept ones, drawn with replacement: after 20x their number
+    # every one has been seen (repeated epochs; P(one missed) ~ kept e^-20 < 1e-5), and nothing else.
+    starts = set(pool.tolist())
+    drawn = np.concatenate([ds.batch(step, 256) for step in range(20 * kept // 256)])
+    stream = full.packer.tokens
+    index = {stream[s:s + SEQ + 1].tobytes(): s for s in pool}
+    seen = {index[row.astype(np.uint8).tobytes()] for row in drawn}
+    assert seen == starts
+    # Nested: a smaller cap keeps a subset of a larger one's windows; validation is never cut.
+    big = make_dataset(DataConfig(unique_tokens=2 * cap), seq_len=SEQ, split="train")
+    assert set(pool.tolist()) < set(big.packer.pool.tolist())
+    val_full = make_dataset(DataConfig(), seq_len=SEQ, split="validation")
+    val_cut = make_dataset(cfg, seq_len=SEQ, split="validation")
+    np.testing.assert_array_equal(val_full.batch(3, 16), val_cut.batch(3, 16))
+    assert "unique_tokens_cap" not in val_cut.identity
+
+
+def test_capped_batches_are_a_pure_function_of_seed_step_and_row():
+    a = make_dataset(DataConfig(unique_tokens=50_000, seed=4), seq_len=SEQ, split="train")
+    b = make_dataset(DataConfig(unique_tokens=50_000, seed=4), seq_len=SEQ, split="train")
+    np.testing.assert_array_equal(a.batch(1234, 8), b.batch(1234, 8))
+    halves = [b.batch(1234, 8, process_index=p, process_count=2) for p in range(2)]
+    np.testing.assert_array_equal(a.batch(1234, 8), np.concatenate(halves))
+    # The seed changes the order of windows, never which windows the cut holds.
+    other = make_dataset(DataConfig(unique_tokens=50_000, seed=5), seq_len=SEQ, split="train")
+    np.testing.assert_array_equal(a.packer.pool, other.packer.pool)
+    assert not np.array_equal(a.batch(0, 8), other.batch(0, 8))
+
+
+def test_a_cap_with_document_packing_takes_evenly_spaced_whole_documents(fake_stdlib):
+    base = DataConfig(stdlib_path=fake_stdlib, validation_fraction=0.25, packing="documents")
+    full = make_dataset(base, seq_len=16, split="train")
+    per_doc = full.unique_tokens / full.packer.num_docs  # every fake file has the same length
+    ds = make_dataset(base.replace(unique_tokens=int(5 * per_doc)), seq_len=16, split="train")
+    assert ds.packer.num_docs == 5 and ds.unique_tokens == pytest.approx(5 * per_doc, rel=1e-6)
+    assert list(ds.packer.docs.indices) == [0, 3, 6, 9, 12]  # 15 training files, every third
+    for row in ds.batch(0, 16):  # windows only from those documents
+        text = bytes(row.astype(np.uint8))
+        chosen = b"".join(full.packer.docs[i] + b"\0" for i in ds.packer.docs.indices) * 2
+        assert text in chosen
+
+
+def test_a_cap_must_be_smaller_than_the_split_and_not_on_synthetic_data(fake_stdlib):
+    with pytest.raises(ValueError, match="DataConfig.unique_tokens=1000000000: the training split has only"):
+        make_dataset(DataConfig(unique_tokens=10**9), seq_len=SEQ, split="train")
+    with pytest.raises(ValueError, match="DataConfig.unique_tokens=64: smaller than one window of seq_len"):
+        make_dataset(DataConfig(unique_tokens=64), seq_len=SEQ, split="train")
+    make_dataset(DataConfig(unique_tokens=10**9), seq_len=SEQ, split="validation")  # validation is not cut
+    with pytest.raises(ValueError, match="DataConfig.unique_tokens=64: the synthetic language is unlimited"):
+        DataConfig(source="synthetic", unique_tokens=64)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="DataConfig.unique_tokens"):
+            DataConfig(unique_tokens=bad)
+    with pytest.raises(ValueError, match="DataConfig.unique_tokens=.*documents"):
+        make_dataset(DataConfig(stdlib_path=fake_stdlib, packing="documents", unique_tokens=10**6), seq_len=16,
+                     split="train")
+
+
+def test_tfds_cap_exact_in_stream_and_whole_documents_in_document_packing(mock_tfds):
+    stream = make_dataset(DataConfig(source="tfds", name="lm1b", packing="stream", unique_tokens=500), seq_len=SEQ,
+                          split="train")
+    assert stream.unique_tokens == 500 // (SEQ + 1) * (SEQ + 1)
+    full = make_dataset(DataConfig(source="tfds", name="lm1b"), seq_len=SEQ, split="train")  # documents: 40 records
+    cap = int(10 * full.unique_tokens / 40)
+    ds = make_dataset(DataConfig(source="tfds", name="lm1b", unique_tokens=cap), seq_len=SEQ, split="train")
+    picked = list(ds.packer.docs.indices)
+    assert picked == list(range(0, 40, 4))  # 10 records, evenly spaced
+    texts = [full.packer.docs[i] for i in picked]
+    held = sum(len(t.encode() if isinstance(t, str) else t) + 1 for t in texts)
+    assert ds.unique_tokens == held and ds.identity["stats_exact"]  # what the cut holds, counted

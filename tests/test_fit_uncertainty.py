@@ -127,3 +127,16 @@ def test_degenerate_replicates_have_no_optimum_and_are_reported():
     assert 1.0 <= low < high <= 3.0
     assert result.n_undefined("N_opt") == 1
     assert "undefined in 1 replicates" in result.summary()
+
+
+def test_a_replicate_that_runs_off_to_infinity_is_undefined_not_a_crash():
+    # 9 runs of a noisy CPU sweep (tiny byte-level models; scaling.data caps' experiment): a few of
+    # 1,000 resamples drive log A past 709 (exp overflows a float64).
+    N = [4136, 11344, 21624, 4136, 11344, 34976, 11344, 21624, 70896]
+    D = [529408, 222208, 126976, 1694720, 709632, 267264, 2214912, 1269760, 447488]
+    L = [2.4143255203962326, 2.6841721534729004, 2.775907650589943, 2.3394550532102585, 2.254663720726967,
+         2.422618195414543, 2.038099154829979, 1.934471346437931, 2.3180402517318726]
+    runs = ["C2.5e+10-d8-L2", "C2.5e+10-d16-L2", "C2.5e+10-d24-L2", "C8e+10-d8-L2", "C8e+10-d16-L2", "C8e+10-d32-L2",
+            "C2.5e+11-d16-L2", "C2.5e+11-d24-L2", "C2.5e+11-d48-L2"]
+    boot = fit.bootstrap(fit.chinchilla, N, D, L, n=1000, seed=0, groups=runs)
+    assert boot.n_undefined("A") > 0 and np.isfinite(boot.interval("alpha")).all()

@@ -89,6 +89,36 @@ def test_summarize_a_looped_sweep_fits_the_usual_laws_on_one_loop_count(sweep_co
 
 
 @pytest.mark.slow
+def test_summarize_a_capped_sweep_fits_the_usual_laws_on_the_whole_split(sweep_config, tmp_path):
+    """A table at the whole split and two caps of unique tokens: approach 2 and 3 see the
+    whole-split runs only, the data-constrained law sees all, and epochs.png is drawn."""
+    import json
+
+    from scaling import fit, pipeline
+
+    cfg = sweep_config(budgets=(1e12, 3e12, 1e13), unique_tokens=(None, 1_000_000, 200_000), sizes_per_budget=4,
+                       max_epochs=None)
+    law = fit.DataConstrainedLaw("data", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28, R_D_star=6.0)
+    for run in sweep.plan(cfg):
+        loss = float(law.predict(run.N, run.D, run.unique_tokens))
+
+        class Result:
+            status, steps, wall_s = "finished", run.steps, 1.0
+            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss, train_loss=loss,
+                           flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3)]
+
+        for row in results.make_rows(run, Result()):
+            results.append_row(tmp_path, row)
+    rep = pipeline.summarize(tmp_path, n_bootstrap=10, plot_dir=tmp_path / "plots")
+    assert all(r["epochs"] < 1 for r in rep.rows) and len(rep.rows) == len(sweep.plan(cfg)) // 3
+    assert rep.chinchilla.alpha == pytest.approx(0.34, rel=1e-3)  # the unique-data law, untouched by repeats
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["questions"]["data"]["params"]["R_D_star"] == pytest.approx(6.0, rel=1e-3)
+    assert "Repeated data" in (tmp_path / "report.txt").read_text()
+    assert (tmp_path / "plots" / "epochs.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
 def test_verify_trains_the_forecast_optimum_and_its_neighbours(synthetic_rows, sweep_config, tmp_path, capsys):
     """A sweep directory (its recipe in sweep.json, a table whose law is known) is verified at a
     budget: the sizes around the forecast's N_opt are trained with the recipe, compared, and

@@ -163,3 +163,68 @@ def test_answers_text_json_and_figures(loops, loop_rows, sweep_config, synthetic
     assert [p.rsplit("/", 1)[-1] for p in map(str, written)] == ["loops.png", "emergence.png", "inference.png"]
     assert all((tmp_path / name).stat().st_size > 10_000 for name in ("loops.png", "emergence.png", "inference.png"))
     assert questions.format_answers(questions.Answers()) == ""
+
+
+# --------------------------------------------------------------------------- finite data
+
+R_D_STAR = 6.0
+
+
+@pytest.fixture(scope="module")
+def capped_rows(sweep_config_module):
+    """A sweep at 3 caps of unique tokens (and the whole split) whose losses follow the
+    data-constrained law with LAW and R_D* = R_D_STAR."""
+    cfg = sweep_config_module(budgets=(1e12, 3e12, 1e13), sizes_per_budget=4, min_steps=1, max_epochs=None,
+                              unique_tokens=(None, 1_000_000, 300_000, 100_000))
+    law = fit.DataConstrainedLaw("data", **LAW, R_D_star=R_D_STAR)
+    return _rows(cfg, lambda run: law.predict(run.N, run.D, run.unique_tokens), noise=0.001)
+
+
+@pytest.fixture(scope="module")
+def data(capped_rows):
+    return questions.data_answer(capped_rows, n_bootstrap=40, forms=("data",))
+
+
+def test_a_repeated_token_is_worth_what_the_table_was_made_with(data, capped_rows):
+    assert len(data.rows) == len(capped_rows) == 4 * len(data.matched)
+    assert data.law.form == "data" and data.law.R_D_star == pytest.approx(R_D_STAR, rel=0.03)
+    lo, hi = data.boot.interval("R_D_star")  # (its coverage: tests/test_fit_data_constrained.py)
+    assert lo < data.law.R_D_star < hi and hi - lo < 0.1 * R_D_STAR
+    truth = fit.DataConstrainedLaw("data", **LAW, R_D_star=R_D_STAR)
+    assert data.law.repeated_worth(4) == pytest.approx(float(truth.repeated_worth(4)), abs=0.005)
+    # Each (budget, shape) measured at the whole split and every cap: equal N and D, more epochs, higher loss.
+    for cell in data.matched:
+        assert len(cell["loss"]) == 4 and list(cell["loss"]) == sorted(cell["loss"], reverse=True)
+    # The allocation under caps U = D_chin / k: less data, more epochs, worse loss; never worse than
+    # Chinchilla's (N, D) on the same data; unlimited data is Chinchilla's optimum.
+    free, *capped = data.optima
+    assert data.C == 1e14 and free.N == pytest.approx(free.N_chinchilla, rel=1e-4)
+    assert [o.U for o in capped] == pytest.approx([free.D_chinchilla / k for k in questions.CAP_EPOCHS])
+    assert all(o.loss <= o.loss_chinchilla_at_cap + 1e-12 for o in capped)
+    losses = [free.loss] + [o.loss for o in capped]
+    assert losses == sorted(losses) and capped[-1].epochs > capped[0].epochs
+    text = questions.format_data(data)
+    assert "R_D* = " in text and "at 4 epochs the 3 repeated epochs are worth" in text
+    assert "compute-optimal allocation at C = 1e+14" in text
+
+
+def test_no_caps_no_answer_and_laws_fit_on_the_whole_split(capped_rows, synthetic_rows):
+    assert questions.data_answer(synthetic_rows()) is None
+    whole = questions.fewest_repeats(capped_rows)
+    assert len(whole) == len(capped_rows) // 4 and all(r["epochs"] < 1 for r in whole)
+    plain = synthetic_rows()
+    assert questions.fewest_repeats(plain) == plain
+
+
+def test_data_answer_json_and_figure(data, tmp_path):
+    from scaling import plot
+
+    ans = questions.Answers(data=data)
+    assert "Repeated data" in questions.format_answers(ans)
+    doc = json.loads(json.dumps(questions.to_json(ans)))["data"]
+    assert doc["params"]["R_D_star"] == pytest.approx(data.law.R_D_star)
+    assert doc["R_D_star_interval"][0] < doc["params"]["R_D_star"] < doc["R_D_star_interval"][1]
+    assert len(doc["optima"]) == 1 + len(questions.CAP_EPOCHS) and doc["optima"][0]["U"] is None
+    written = plot.plot_questions(ans, tmp_path)
+    assert [p.rsplit("/", 1)[-1] for p in map(str, written)] == ["epochs.png"]
+    assert (tmp_path / "epochs.png").stat().st_size > 10_000

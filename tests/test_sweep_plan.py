@@ -193,3 +193,28 @@ def test_mup_sweep_passes_the_parametrization_to_every_run_with_one_learning_rat
         m = r.config.model
         assert (m.parametrization, m.base_width) == ("mup", 32)
         assert r.config.train.lr == 7e-3  # the base rate; muP scales each tensor's rate itself
+
+
+def test_caps_run_each_shape_at_every_cap_with_the_same_tokens_and_more_epochs(sweep_config):
+    one = sweep.plan(sweep_config(min_steps=1))
+    capped = sweep.plan(sweep_config(min_steps=1, unique_tokens=(None, 300_000, 60_000), max_epochs=None))
+    assert len(capped) == 3 * len(one)
+    for r in one:
+        copies = {t.config.data.unique_tokens: t for t in capped if t.run_id.split("-u")[0] == r.run_id}
+        assert sorted(copies, key=lambda c: c or 0) == [None, 60_000, 300_000]
+        assert copies[None].run_id == r.run_id and copies[60_000].run_id == r.run_id + "-u60000"
+        for cap, t in copies.items():
+            assert (t.N, t.D, t.steps, t.budget) == (r.N, r.D, r.steps, r.budget)   # same model, same tokens
+            assert t.config.data == r.config.data.replace(unique_tokens=cap)
+            window = t.config.model.seq_len + 1  # a cap keeps whole windows
+            assert t.unique_tokens == (cap // window * window if cap else r.unique_tokens)
+            assert t.epochs == pytest.approx(t.tokens / t.unique_tokens)
+        assert copies[60_000].epochs == pytest.approx(5 * copies[300_000].epochs)
+    assert re.search(r"of 60k-[0-9.]+M unique training tokens", sweep.format_plan(capped))
+    with pytest.raises(ValueError, match="SweepConfig.max_epochs=4.0"):
+        sweep.check_repeats(sweep.plan(sweep_config(min_steps=1, unique_tokens=(60_000,))), 4.0)
+    for bad in ((0,), (60_000, 60_000), (2.5,)):
+        with pytest.raises(ValueError, match="SweepConfig.unique_tokens"):
+            sweep_config(unique_tokens=bad)
+    with pytest.raises(ValueError, match="SweepConfig.unique_tokens.*synthetic"):
+        sweep_config(unique_tokens=(1000,), data=DataConfig(source="synthetic"))

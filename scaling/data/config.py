@@ -20,7 +20,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from scaling.validate import check_bool, check_choice, check_int, check_number, check_str, fail
+from scaling.validate import check_bool, check_choice, check_int, check_number, check_optional_int, check_str, fail
 
 SOURCES = ("stdlib", "synthetic", "tfds")
 PACKINGS = ("auto", "stream", "documents")
@@ -73,6 +73,13 @@ class DataConfig:
         a training job should fail fast rather than start a download.
     stats_documents: documents sampled to estimate ``bytes_per_token`` and the
         unigram entropy when packing="documents" (exact in stream mode).
+    unique_tokens: None (the whole training split), or a cap: the training split is cut,
+        deterministically and whatever the seed, to a fixed random sample of its windows
+        holding this many tokens (rounded down to whole windows of seq_len + 1:
+        `packing.cap_windows`; with packing="documents" about this many, as evenly spaced
+        whole documents), so a run of D tokens repeats them D / unique_tokens times:
+        data-constrained training (Muennighoff et al. 2023). Validation is never cut.
+        Not for the synthetic language (it is unlimited: every window is fresh).
     """
 
     source: str = "stdlib"
@@ -95,6 +102,7 @@ class DataConfig:
     packing: str = "auto"
     download: bool = False
     stats_documents: int = 2000
+    unique_tokens: int | None = None
 
     def __post_init__(self) -> None:
         c = "DataConfig"
@@ -129,6 +137,10 @@ class DataConfig:
         check_choice(c, "packing", self.packing, PACKINGS)
         check_bool(c, "download", self.download)
         check_int(c, "stats_documents", self.stats_documents, low=1)
+        check_optional_int(c, "unique_tokens", self.unique_tokens)
+        if self.unique_tokens is not None and self.source == "synthetic":
+            _fail("unique_tokens", self.unique_tokens, "the synthetic language is unlimited (every window is a fresh "
+                  "sample); a cap needs source='stdlib' or 'tfds'")
 
     def replace(self, **changes) -> "DataConfig":
         """A copy with some fields changed (validated again)."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import rng
 from .config import SPLITS, DataConfig
-from .packing import DocumentPacker, StreamPacker, build_stream
+from .packing import DocumentPacker, StreamPacker, build_stream, cap_documents
 from .stdlib_corpus import corpus_sha256, load_corpus
 from .synthetic import get_chain, mix_repeat_task
 from .tokenizers import make_tokenizer
@@ -144,6 +144,8 @@ class Dataset:
         ident.update(self._source_identity())
         ident["bytes_per_token"] = float(self.bytes_per_token)
         ident["unique_tokens"] = self.unique_tokens
+        if self.config.unique_tokens is not None and self.split == "train":
+            ident["unique_tokens_cap"] = self.config.unique_tokens  # the split was cut (DataConfig.unique_tokens)
         ident["entropy_rate"] = self.entropy_rate
         return ident
 
@@ -251,10 +253,24 @@ def _stdlib_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
         if key not in _STDLIB_STREAMS:
             _STDLIB_STREAMS[key] = build_stream(docs, tok)
         tokens, nbytes = _STDLIB_STREAMS[key]
-        packer = StreamPacker(None, tok, seq_len, tokens=tokens, nbytes=nbytes)
+        packer = _capped(StreamPacker(None, tok, seq_len, tokens=tokens, nbytes=nbytes), tok, cfg, split)
     else:
-        packer = DocumentPacker(docs, tok, seq_len, stats_documents=cfg.stats_documents)
+        packer = _capped(DocumentPacker(docs, tok, seq_len, stats_documents=cfg.stats_documents), tok, cfg, split)
     return PackedDataset(cfg, seq_len, split, packer=packer, tokenizer=tok, source_identity=ident)
+
+
+def _capped(packer, tok, cfg: DataConfig, split: str):
+    """The packer of the training split cut to ``cfg.unique_tokens`` (`DataConfig`): a fixed
+    random sample of its aligned windows (`packing.cap_windows`, the cap rounded down to whole
+    windows), or about that many tokens as evenly spaced whole documents
+    (`packing.cap_documents`). Validation, and an uncapped config, keep the whole split."""
+    cap = cfg.unique_tokens
+    if cap is None or split != "train":
+        return packer
+    if isinstance(packer, StreamPacker):
+        return StreamPacker(None, tok, packer.seq_len, tokens=packer.tokens, nbytes=packer.num_bytes, unique_tokens=cap)
+    docs = cap_documents(packer.docs, packer.unique_tokens / packer.num_docs, cap)
+    return DocumentPacker(docs, tok, packer.seq_len, stats_documents=packer.stats_documents)
 
 
 def _tfds_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
@@ -265,9 +281,9 @@ def _tfds_dataset(cfg: DataConfig, seq_len: int, split: str) -> PackedDataset:
                               download=cfg.download, split_field=field)
     tok = make_tokenizer(cfg.tokenizer)
     if cfg.resolved_packing() == "stream":
-        packer = StreamPacker(iter(texts), tok, seq_len)  # batched reads of the whole split
+        packer = _capped(StreamPacker(iter(texts), tok, seq_len), tok, cfg, split)  # batched reads of the whole split
     else:
-        packer = DocumentPacker(texts, tok, seq_len, stats_documents=cfg.stats_documents)
+        packer = _capped(DocumentPacker(texts, tok, seq_len, stats_documents=cfg.stats_documents), tok, cfg, split)
     return PackedDataset(cfg, seq_len, split, packer=packer, tokenizer=tok, source_identity=ident)
 
 

@@ -48,7 +48,8 @@ def unigram_entropy_from_counts(counts: np.ndarray) -> float:
 class StreamPacker:
     """Windows at uniform offsets of one materialised token stream."""
 
-    def __init__(self, docs, tokenizer, seq_len: int, *, tokens: np.ndarray | None = None, nbytes: int | None = None):
+    def __init__(self, docs, tokenizer, seq_len: int, *, tokens: np.ndarray | None = None, nbytes: int | None = None,
+                 unique_tokens: int | None = None):
         self.seq_len = seq_len
         self.vocab_size = tokenizer.vocab_size
         if tokens is None:
@@ -59,10 +60,15 @@ class StreamPacker:
             raise ValueError(
                 f"seq_len={seq_len}: the split has only {len(tokens)} tokens, fewer than seq_len + 1"
             )
+        # A cap (DataConfig.unique_tokens): windows only from these starts (`cap_windows`).
+        self.pool = None if unique_tokens is None else cap_windows(len(tokens), seq_len, unique_tokens)
 
     def windows(self, keys: np.ndarray) -> np.ndarray:
-        n_starts = len(self.tokens) - self.seq_len
-        starts = rng.uniform_ints(rng.derive(keys, rng.WINDOW_START), n_starts)
+        pick = rng.derive(keys, rng.WINDOW_START)
+        if self.pool is None:
+            starts = rng.uniform_ints(pick, len(self.tokens) - self.seq_len)
+        else:
+            starts = self.pool[rng.uniform_ints(pick, len(self.pool))]
         idx = starts[:, None] + np.arange(self.seq_len + 1)[None, :]
         return self.tokens[idx].astype(np.int32)
 
@@ -70,17 +76,23 @@ class StreamPacker:
     def bytes_per_token(self) -> float:
         return self.num_bytes / len(self.tokens)
 
+    def _kept(self) -> np.ndarray:
+        if self.pool is None:
+            return self.tokens
+        return self.tokens[(self.pool[:, None] + np.arange(self.seq_len + 1)[None, :]).ravel()]
+
     def unigram_entropy(self) -> float:
-        return unigram_entropy_from_counts(np.bincount(self.tokens, minlength=self.vocab_size))
+        return unigram_entropy_from_counts(np.bincount(self._kept(), minlength=self.vocab_size))
 
     @property
     def unique_tokens(self) -> int:
-        """Tokens of the split, counted (every token of the stream, separators included)."""
-        return int(len(self.tokens))
+        """Tokens of the split, counted (every token of the stream, separators included), or of
+        the kept windows under a cap: the cap rounded down to whole windows."""
+        return int(len(self.tokens)) if self.pool is None else len(self.pool) * (self.seq_len + 1)
 
     @property
     def stats(self) -> dict:
-        return {"num_tokens": int(len(self.tokens)), "num_bytes": int(self.num_bytes), "stats_exact": True}
+        return {"num_tokens": self.unique_tokens, "num_bytes": int(self.num_bytes), "stats_exact": True}
 
 
 def build_stream(docs, tokenizer) -> tuple[np.ndarray, int]:
@@ -99,6 +111,67 @@ def build_stream(docs, tokenizer) -> tuple[np.ndarray, int]:
         parts.append(toks.astype(dtype, copy=False))
         parts.append(sep)
     return np.concatenate(parts) if parts else np.zeros(0, dtype), nbytes
+
+
+# Salt of the fixed order in which a cap (`DataConfig.unique_tokens`) takes the stream's windows.
+CAP_ORDER = np.uint64(0x6361705F77696E64)
+
+
+def cap_windows(n_tokens: int, seq_len: int, unique_tokens: int) -> np.ndarray:
+    """Starts of the windows a capped split keeps: the stream cut into aligned windows of
+    ``seq_len + 1`` tokens, and ``unique_tokens // (seq_len + 1)`` of them taken in a fixed
+    pseudo-random order (SplitMix64 of the window index): a random sample of the split,
+    deterministic, the same for every seed, nested (a smaller cap is part of a larger one).
+
+    Why windows and not a prefix or a few blocks: the stdlib stream is ordered by file path,
+    so a prefix is a few neighbouring files, and a handful of contiguous blocks is a handful of
+    topics; either is a narrower distribution than the validation split, which a run would pay
+    for at any number of epochs, confounding repeats with coverage. Uncapped runs sample
+    windows at uniform offsets of the whole stream; a capped run samples among the kept
+    windows, so at D <= U the two see equally varied data and only the repeats differ.
+    Muennighoff et al. 2023 cut a shuffled corpus (C4 documents of ~480 tokens), of which
+    windows are the analogue here.
+    """
+    length = seq_len + 1
+    slots = n_tokens // length
+    keep = unique_tokens // length
+    if keep < 1:
+        raise ValueError(f"DataConfig.unique_tokens={unique_tokens}: smaller than one window of seq_len + 1 = "
+                         f"{length} tokens")
+    if keep >= slots:
+        raise ValueError(f"DataConfig.unique_tokens={unique_tokens}: the training split has only {n_tokens:,} tokens; "
+                         "a cap must be smaller (None: the whole split)")
+    order = rng.mix(np.arange(slots, dtype=np.uint64) ^ CAP_ORDER)
+    return np.sort(np.argpartition(order, keep - 1)[:keep]).astype(np.int64) * length
+
+
+class DocumentSubset:
+    """``docs`` seen through ``m`` evenly spaced indices (``floor(i n / m)``): the capped
+    document source for packing="documents", random-access like the source itself."""
+
+    def __init__(self, docs, m: int):
+        self.docs = docs
+        self.indices = (np.arange(m, dtype=np.int64) * len(docs)) // m
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.docs[int(self.indices[i])]
+
+    def get_many(self, indices) -> list:
+        return read_documents(self.docs, [int(self.indices[i]) for i in indices])
+
+
+def cap_documents(docs, tokens_per_document: float, unique_tokens: int) -> DocumentSubset:
+    """About ``unique_tokens`` tokens as whole documents: ``round(unique_tokens /
+    tokens_per_document)`` of them, evenly spaced (`DocumentSubset`). Approximate, as
+    `DocumentPacker.unique_tokens` is: the count rests on the mean document length."""
+    m = max(1, int(round(unique_tokens / tokens_per_document)))
+    if m >= len(docs):
+        raise ValueError(f"DataConfig.unique_tokens={unique_tokens}: the training split has only {len(docs):,} "
+                         f"documents of ~{tokens_per_document:.0f} tokens; a cap must be smaller (None: the whole split)")
+    return DocumentSubset(docs, m)
 
 
 def read_documents(docs, indices) -> list:

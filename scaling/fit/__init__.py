@@ -18,6 +18,9 @@ in float64 without touching the caller's JAX settings; compiled functions are ca
 * :func:`looped` - laws for looped models, L = E + A/(N g(loops))^alpha + B/D^beta, and what
   a loop is worth (:mod:`.looped`); :func:`inference_optimal` - the model that reaches a
   loss with the least training plus inference compute (Sardana et al. 2024, :mod:`.inference`).
+* :func:`data_constrained` - repeated data, L = E + A/N'^alpha + B/D'^beta with effective data
+  D' decaying over repeats (Muennighoff et al. 2023), its bootstrap and the compute-optimal
+  allocation under a cap of unique tokens (:mod:`.data_constrained`).
 """
 
 from ._validate import ExtrapolationWarning, IdentifiabilityWarning, ScalingFitWarning
@@ -30,6 +33,8 @@ from .forms import FORMS, FarseerLaw, FrontierLaw
 from .forecast import Candidate, EnsembleLaw, Forecast, Optimum, Prediction, forecast
 from .looped import LoopedLaw, compare_forms, looped, looped_bootstrap
 from .inference import InferenceOptimum, inference_optimal
+from .data_constrained import (DataConstrainedLaw, DataConstrainedOptimum, compare_data_forms, data_constrained,
+                               data_constrained_bootstrap)
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",
@@ -38,4 +43,6 @@ __all__ = [
     "hoffmann_grid", "ScalingFitWarning", "IdentifiabilityWarning", "ExtrapolationWarning",
     "forecast", "Forecast", "Candidate", "Prediction", "Optimum", "EnsembleLaw", "FORMS", "FarseerLaw", "FrontierLaw",
     "looped", "looped_bootstrap", "compare_forms", "LoopedLaw", "inference_optimal", "InferenceOptimum",
+    "data_constrained", "data_constrained_bootstrap", "compare_data_forms", "DataConstrainedLaw",
+    "DataConstrainedOptimum",
 ]

@@ -12,7 +12,14 @@ parameters ``theta = (a, b, e, alpha, beta, gamma)``.  Derivatives as there: wit
 ``v_2 = (0, 1, 0, 0, -log D, 0)``, ``v_3 = (0, 0, 1, 0, 0, 0)`` of ``t``,
 ``dr/dtheta = g = sum_k w_k v_k`` and ``d2r/dtheta2 = sum_k w_k v_k v_k^T - g g^T + w_1 d2t_1``
 where the only second derivatives of ``t_1`` are ``d2t_1/dalpha dgamma = -h'`` and
-``d2t_1/dgamma2 = -alpha h''``.  Hand-written rather than autodiff because the batched
+``d2t_1/dgamma2 = -alpha h''``.
+
+The same objective serves the data-constrained law (:mod:`.data_constrained`, Muennighoff et
+al. 2023) with the roles of the two terms swapped: there ``u = log U + h`` is the log of the
+effective data D', ``h = log(1 + R* (1 - exp(-R / R*)))`` with ``gamma = log R*`` and the
+repeats ``R`` in place of ``log k`` (form ``"repeat"``), and the other term is ``A / N^alpha``.
+
+Hand-written rather than autodiff because the batched
 Newton runs tens of thousands of lanes: autodiff Hessians compiled ~5x slower and ran ~3x
 slower here (measured, 2-core CPU), and all 28 sums are taken in one variadic reduction.
 """
@@ -33,6 +40,15 @@ def _h(form, gamma, log_k):
     """h, h', h'' of the form in gamma."""
     if form == "power":
         return gamma * log_k, log_k, jnp.zeros_like(log_k)
+    if form == "repeat":  # log_k holds R >= 0 repeats; q = R* (1 - e^-z), z = R / R*, R* = e^gamma
+        r_star = jnp.exp(gamma)
+        z = log_k / r_star
+        decay = jnp.exp(-z)
+        q = -r_star * jnp.expm1(-z)
+        q1 = q - log_k * decay          # dq/dgamma
+        q2 = q1 - log_k * z * decay     # d2q/dgamma2
+        h1 = q1 / (1.0 + q)
+        return jnp.log1p(q), h1, q2 / (1.0 + q) - h1**2
     q = 1.0 + gamma * log_k  # log: 1 + gamma ln k <= 0 gives NaN and the Newton step is rejected
     return jnp.log(q), log_k / q, -(log_k / q) ** 2
 

@@ -150,10 +150,12 @@ def _chinchilla_replicates(arrays, counts, full: ChinchillaLaw, delta: float, se
     theta, value = theta[rows], value[np.arange(n_replicates), best]
     grad_norm = np.max(np.abs(grad[rows]), axis=1)
     converged = np.isfinite(value) & (grad_norm <= CONVERGENCE_GTOL * (1.0 + np.abs(value)))
-    laws = [ChinchillaLaw(E=math.exp(t[2]), A=math.exp(t[0]), B=math.exp(t[1]), alpha=float(t[3]),
+    with np.errstate(over="ignore"):  # a replicate run off to log A > 709 has A = inf: undefined, not a crash
+        coefficients = np.exp(theta[:, :3])
+    laws = [ChinchillaLaw(E=float(k[2]), A=float(k[0]), B=float(k[1]), alpha=float(t[3]),
                           beta=float(t[4]), objective=float(v), converged=bool(c), grad_norm=float(g),
                           n_points=len(N), n_starts=lanes, delta=delta)
-            for t, v, c, g in zip(theta, value, converged, grad_norm)]
+            for t, k, v, c, g in zip(theta, coefficients, value, converged, grad_norm)]
     return laws, converged
 
 

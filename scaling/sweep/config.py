@@ -74,6 +74,12 @@ class SweepConfig:
       (`scaling.flops`), so at one budget more loops means fewer tokens: what a loop is worth
       is then measurable (`scaling.fit.looped`, `scaling.questions`).
     name: the sweep's name (metadata only).
+    unique_tokens: () (every run uses data.unique_tokens) or caps of the training split
+      (`DataConfig.unique_tokens`; None in the tuple: the whole split): each (budget, shape)
+      is then run once per cap with the same N and D (ids end in "-u<cap>" for a cap), so at
+      one budget and size only the number of epochs changes: what a repeated token is worth
+      is then measurable (`scaling.fit.data_constrained`, `scaling.questions`). Runs over
+      `max_epochs` are refused as always: raise it on purpose.
     """
 
     budgets: tuple[float, ...]
@@ -99,6 +105,7 @@ class SweepConfig:
     max_epochs: float | None = 4.0
     loops: tuple[int, ...] = ()
     name: str = "sweep"
+    unique_tokens: tuple[int | None, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "budgets", _positive_numbers("budgets", self.budgets))
@@ -167,6 +174,15 @@ class SweepConfig:
             _fail("loops", self.loops, "must not repeat a loop count")
         if not self.name or "/" in self.name:
             _fail("name", self.name, "must be a non-empty name without '/'")
+        caps = tuple(self.unique_tokens)
+        object.__setattr__(self, "unique_tokens", caps)
+        for cap in caps:
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                _fail("unique_tokens", caps, f"{cap!r} is not a positive int (a cap in tokens) or None (the whole split)")
+        if len(set(caps)) != len(caps):
+            _fail("unique_tokens", caps, "must not repeat a cap")
+        if caps and self.data.source == "synthetic":
+            _fail("unique_tokens", caps, "the synthetic language is unlimited; caps need data.source 'stdlib' or 'tfds'")
 
     def replace(self, **changes) -> "SweepConfig":
         return dataclasses.replace(self, **changes)

@@ -28,7 +28,7 @@ from typing import Sequence
 from scaling import family
 from scaling import memory as memory_lib
 from scaling.config import ModelConfig, RunConfig
-from scaling.data import count_unique_tokens
+from scaling.data import DataConfig, count_unique_tokens
 from scaling.flops import param_counts, per_token
 from scaling.sweep.config import PlannedRun, SweepConfig
 
@@ -114,14 +114,18 @@ def _pick_sizes(sweep: SweepConfig, budget: float, ladder: list[ModelConfig]) ->
     return sorted(chosen, key=lambda c: _n(c, sweep.count))
 
 
-def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: int = 0) -> PlannedRun:
+def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: int = 0,
+             data: DataConfig | None = None) -> PlannedRun:
     """The run of shape `cfg` at `budget` under the sweep's recipe: D = C / per_token(cfg,
     flops_method) tokens (rounded to whole tokens) and TrainConfig.tokens = D, so the schedule
     ends at the run's own D; the learning rate by the sweep's width rule; warmup capped at
-    `max_warmup_frac` of the run."""
+    `max_warmup_frac` of the run; `data` (default the sweep's) e.g. with a cap of its unique
+    tokens (ids end in "-u<cap>")."""
+    data = sweep.data if data is None else data
     fpt = per_token(cfg, sweep.flops_method)
     D = int(round(budget / fpt))
-    run_id = _run_id(budget, cfg) + (f"-s{seed_index}" if sweep.seeds > 1 else "")
+    cap = f"-u{data.unique_tokens}" if data.unique_tokens is not None and sweep.unique_tokens else ""
+    run_id = _run_id(budget, cfg) + cap + (f"-s{seed_index}" if sweep.seeds > 1 else "")
     steps = max(1, math.ceil(D / (sweep.train.global_batch_size * cfg.seq_len)))
     branches = tuple(sorted({int(f * D) for f in sweep.wsd_branch_fracs if 0 < int(f * D) < D}))
     lr = sweep.train.lr * sweep.lr_width / cfg.d_model if sweep.lr_width else sweep.train.lr
@@ -129,19 +133,20 @@ def plan_run(sweep: SweepConfig, budget: float, cfg: ModelConfig, seed_index: in
         tokens=D, flops_method=sweep.flops_method, wsd_branches=branches, lr=lr, seed=sweep.train.seed + seed_index,
         warmup_steps=min(sweep.train.warmup_steps, int(sweep.max_warmup_frac * steps)))
     pc = param_counts(cfg)
-    unique = count_unique_tokens(sweep.data, seq_len=cfg.seq_len, split="train")  # memoised
+    unique = count_unique_tokens(data, seq_len=cfg.seq_len, split="train")  # memoised
     return PlannedRun(run_id=run_id, budget=float(budget), N=pc.total, N_non_embedding=pc.non_embedding, D=D,
                       flops_per_token=fpt, unique_tokens=unique,
-                      config=RunConfig(model=cfg, data=sweep.data, train=train, name=run_id))
+                      config=RunConfig(model=cfg, data=data, train=train, name=run_id))
 
 
 def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
-    """Every run of the sweep, by budget, size, loop count and seed, deterministic (ids like
-    "C3e+12-d128-L4", "C3e+12-d128-L4-x2" for 2 loops).
+    """Every run of the sweep, by budget, size, loop count, data cap and seed, deterministic
+    (ids like "C3e+12-d128-L4", "C3e+12-d128-L4-x2" for 2 loops, "C3e+12-d128-L4-u250000" for a
+    cap of 250,000 unique tokens).
 
     Each run is `plan_run(sweep, budget, shape)` for the shapes picked around the expected
-    optimum (each shape once per `sweep.loops` count, when given); runs under `min_steps`
-    optimizer steps are dropped with a warning.
+    optimum (each shape once per `sweep.loops` count and once per `sweep.unique_tokens` cap,
+    when given); runs under `min_steps` optimizer steps are dropped with a warning.
     """
     ladder = _ladder(sweep)
     runs: list[PlannedRun] = []
@@ -150,8 +155,9 @@ def plan(sweep: SweepConfig, *, warn: bool = True) -> list[PlannedRun]:
         shapes = _pick_sizes(sweep, budget, ladder)
         if sweep.loops:
             shapes = [shape.replace(loops=k) for shape in shapes for k in sweep.loops]
-        for cfg, seed_index in itertools.product(shapes, range(sweep.seeds)):
-            run = plan_run(sweep, budget, cfg, seed_index)
+        datas = [sweep.data.replace(unique_tokens=cap) for cap in sweep.unique_tokens] or [sweep.data]
+        for cfg, data, seed_index in itertools.product(shapes, datas, range(sweep.seeds)):
+            run = plan_run(sweep, budget, cfg, seed_index, data)
             if run.run_id in seen:
                 continue
             seen.add(run.run_id)
@@ -249,10 +255,11 @@ def format_plan(runs: Sequence[PlannedRun], *, flops_per_s: float | None = None,
              for row in rows]
     todo = sum(r.run_id not in done for r in runs)
     total = f"total: {len(runs)} runs ({todo} to do), C = {total_c:.3g} FLOPs"
-    unique = next((r.unique_tokens for r in runs if r.unique_tokens), None)
+    uniques = sorted({r.unique_tokens for r in runs if r.unique_tokens})
     if runs:
-        total += (f", up to {max(r.epochs for r in runs):.2f} epochs of {_fmt_count(unique)} unique training tokens"
-                  if unique else ", unlimited data (no repeats)")
+        counts = "-".join(_fmt_count(u) for u in uniques[:: max(len(uniques) - 1, 1)])  # one, or the range of caps
+        total += (f", up to {max(r.epochs for r in runs):.2f} epochs of {counts} unique training tokens"
+                  if uniques else ", unlimited data (no repeats)")
     if flops_per_s:
         rate = "" if callable(flops_per_s) else f" at {flops_per_s:.3g} FLOP/s"
         total += f", est. {_fmt_s(total_s)}{rate} ({source}) + {overhead_s:.0f}s/run"
