@@ -27,7 +27,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
 
 from scaling import coordcheck  # noqa: E402
 from scaling.config import ModelConfig  # noqa: E402

@@ -95,7 +95,7 @@ def main():
     out = subprocess.run([sys.executable, "-c", FIRST_CALL.format(csv=str(CSV))], capture_output=True, text=True,
                          env=env, check=True).stdout.split()
     first_call_wall = time.perf_counter() - t0
-    import_s, in_process_first_s = float(out[0]), float(out[1])
+    import_s = float(out[0])
 
     # 2. fit.chinchilla, later calls (this process: compile once, then time)
     law = fit.chinchilla(N, D, L)

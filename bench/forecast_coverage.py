@@ -27,7 +27,6 @@ modes, wall and CPU seconds.
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import sys
 import time

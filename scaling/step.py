@@ -61,11 +61,22 @@ from jax.sharding import PartitionSpec as P
 from scaling import flops as flops_lib
 from scaling import parametrization
 from scaling.config import ModelConfig, RunConfig
+
 # The mesh helpers stay importable from here (`step.data_mesh`, ...): callers build a mesh and a
 # step together.
-from scaling.mesh import _replicated, _row_axes, _rows
-from scaling.mesh import data_mesh, host_rows, make_mesh, mesh_fsdp, put_batch, put_batches  # noqa: F401
-from scaling.mesh import sharding_of, state_shardings  # noqa: F401
+from scaling.mesh import (  # noqa: F401  # noqa: F401
+    _replicated,
+    _row_axes,
+    _rows,
+    data_mesh,
+    host_rows,
+    make_mesh,
+    mesh_fsdp,
+    put_batch,
+    put_batches,
+    sharding_of,
+    state_shardings,
+)
 from scaling.model import init
 
 TRACE_COUNTS: collections.Counter = collections.Counter()

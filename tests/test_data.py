@@ -118,6 +118,7 @@ def test_determinism_and_random_access(kind):
 def test_far_step_costs_the_same(kind):
     ds = make_dataset(_config(kind), seq_len=SEQ, split="train")
     ds.batch(0, 16)  # warm caches
+
     def cost(step):
         t = time.perf_counter()
         for _ in range(5):

@@ -37,9 +37,9 @@ spm = pytest.importorskip("sentencepiece")
 
 from scaling import step as step_lib  # noqa: E402
 from scaling import train  # noqa: E402
-from scaling.experiment import load_experiment, override  # noqa: E402
 from scaling.data import DataConfig, make_dataset, rng, tfds_source  # noqa: E402
 from scaling.data.tokenizers import make_tokenizer  # noqa: E402
+from scaling.experiment import load_experiment, override  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "scaling_test_text"

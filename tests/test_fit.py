@@ -145,7 +145,6 @@ def test_isoflop_warns_at_edge_and_on_downward_curve():
 
 
 def test_envelope_follows_compute_optimal_frontier():
-    alpha, beta = TRUE["alpha"], TRUE["beta"]
     rows = []
     for size in np.logspace(7, 10, 31):
         for tokens in np.logspace(8, 13, 120):

@@ -2,7 +2,6 @@
 match against accuracy^k, the inference-aware optimum; their text, JSON and figures."""
 
 import json
-import math
 
 import numpy as np
 import pytest

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from tpu_helpers import BASH, OVERRIDES, TPU, base_env
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash not available")

@@ -15,9 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tpu_helpers import (BASH, OVERRIDES, ROOT, SCRIPTS, SSH_SCRIPTS, TPU, commands, one, remote_command,
-                         run_script, short)
+from tpu_helpers import (
+    BASH,
+    OVERRIDES,
+    ROOT,
+    SCRIPTS,
+    SSH_SCRIPTS,
+    TPU,
+    commands,
+    one,
+    remote_command,
+    run_script,
+    short,
+)
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash not available")
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tpu_helpers import BASH, OVERRIDES, ROOT, TPU, commands, fake_cloud, git, remote_command, run_script
 
 pytestmark = [pytest.mark.skipif(BASH is None or shutil.which("git") is None, reason="bash and git needed"),

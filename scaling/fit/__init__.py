@@ -24,17 +24,22 @@ in float64 without touching the caller's JAX settings; compiled functions are ca
 """
 
 from ._validate import ExtrapolationWarning, IdentifiabilityWarning, ScalingFitWarning
-from .laws import ChinchillaLaw, KaplanLaw, PowerLaw, chinchilla, hoffmann_grid, kaplan, power_law
 from .approaches import ComputeOptimalFit, envelope, isoflop
-from .bootstrap import BootstrapResult, bootstrap
 from .backtest import BacktestResult, backtest
-from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
-from .forms import FORMS, FarseerLaw, FrontierLaw
+from .bootstrap import BootstrapResult, bootstrap
+from .data_constrained import (
+                               DataConstrainedLaw,
+                               DataConstrainedOptimum,
+                               compare_data_forms,
+                               data_constrained,
+                               data_constrained_bootstrap,
+)
 from .forecast import Candidate, EnsembleLaw, Forecast, Optimum, Prediction, forecast
-from .looped import LoopedLaw, compare_forms, looped, looped_bootstrap
+from .forms import FORMS, FarseerLaw, FrontierLaw
+from .frontier import frontier, interpolated_flops_per_token, isoflop_bootstrap
 from .inference import InferenceOptimum, inference_optimal
-from .data_constrained import (DataConstrainedLaw, DataConstrainedOptimum, compare_data_forms, data_constrained,
-                               data_constrained_bootstrap)
+from .laws import ChinchillaLaw, KaplanLaw, PowerLaw, chinchilla, hoffmann_grid, kaplan, power_law
+from .looped import LoopedLaw, compare_forms, looped, looped_bootstrap
 
 __all__ = [
     "power_law", "chinchilla", "kaplan", "isoflop", "envelope", "bootstrap", "backtest",

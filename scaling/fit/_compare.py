@@ -27,9 +27,9 @@ import numpy as np
 from . import _family
 from ._calibrate import ErrorModel, fit_error_model, robust_scale
 from ._design import Budgets, Fold, Points, distance, folds
-from ._validate import IdentifiabilityWarning, warn
 from ._resample import bootstrap_chosen
 from ._spread import EnsembleSpread, Spread
+from ._validate import IdentifiabilityWarning, warn
 from .approaches import _power_laws
 from .forms import FORMS, EnsembleLaw, Form, FrontierLaw, optimal_allocation, starts, to_law
 from .laws import IDENTIFIABILITY_CORRELATION, exponent_correlation
@@ -371,6 +371,7 @@ class _Comparison:
                 message += " (alpha and beta cannot be told apart: trust the tied forms)"
         self.notes.append(message)
         warn(message, IdentifiabilityWarning, stacklevel=6)  # the caller of fit.forecast
+
 
 def _choose(candidates) -> Candidate:
     """The ensemble of the eligible L(N, D) forms whenever there is one (two such forms and two

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._common import format_table
 from ._validate import as_positive_1d
-from .approaches import group_budgets, envelope, isoflop
+from .approaches import envelope, group_budgets, isoflop
 from .laws import chinchilla, kaplan, power_law
 
 __all__ = ["BacktestResult", "backtest", "held_out_mask"]

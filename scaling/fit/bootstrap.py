@@ -14,7 +14,6 @@ replicate (they are small, and their compiled functions are cached across calls)
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,7 +25,7 @@ from . import _chinchilla_objective
 from ._common import float64, format_table
 from ._optim import batched_newton
 from ._validate import IdentifiabilityWarning, as_positive_1d, warn
-from .laws import (CONVERGENCE_GTOL, IDENTIFIABILITY_CORRELATION, POLISH_GTOL, ChinchillaLaw, chinchilla)
+from .laws import CONVERGENCE_GTOL, IDENTIFIABILITY_CORRELATION, POLISH_GTOL, ChinchillaLaw, chinchilla
 
 __all__ = ["BootstrapResult", "bootstrap", "resample_counts"]
 

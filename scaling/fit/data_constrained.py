@@ -50,8 +50,16 @@ from ._optim import batched_newton, huber, multistart_newton
 from ._validate import as_positive_1d, check_enough_points, check_same_length, check_spans_decade
 from .backtest import BacktestResult, held_out_mask
 from .bootstrap import BootstrapResult, resample_counts
-from .laws import (CONVERGENCE_GTOL, EXPLORE_ITERS, KEEP_STARTS, POLISH_GTOL, POLISH_ITERS, ROBUST_ITERS,
-                   ChinchillaLaw, hoffmann_grid)
+from .laws import (
+    CONVERGENCE_GTOL,
+    EXPLORE_ITERS,
+    KEEP_STARTS,
+    POLISH_GTOL,
+    POLISH_ITERS,
+    ROBUST_ITERS,
+    ChinchillaLaw,
+    hoffmann_grid,
+)
 
 __all__ = ["FORMS", "DataConstrainedLaw", "DataConstrainedOptimum", "data_constrained",
            "data_constrained_bootstrap", "compare_data_forms"]

@@ -212,7 +212,6 @@ class EnsembleLaw:
         return scalar_or_array(np.exp(np.sum(logs, axis=0)))
 
 
-
 def to_law(form: Form, theta: np.ndarray, x0: float, allocation: ComputeOptimalFit | None = None):
     """The law object of a fitted ``theta`` (ChinchillaLaw for both Chinchilla forms)."""
     a, b, e, alpha, beta, gamma = (float(v) for v in theta)

@@ -49,12 +49,26 @@ import numpy as np
 from . import _chinchilla_objective, _looped_objective
 from ._common import float64, format_table, scalar_or_array
 from ._optim import batched_newton, multistart_newton
-from ._validate import ExtrapolationWarning, as_positive_1d, check_enough_points, check_same_length, \
-    check_spans_decade, warn
+from ._validate import (
+    ExtrapolationWarning,
+    as_positive_1d,
+    check_enough_points,
+    check_same_length,
+    check_spans_decade,
+    warn,
+)
 from .backtest import BacktestResult, held_out_mask
 from .bootstrap import BootstrapResult, resample_counts
-from .laws import (CHINCHILLA_PHASES, CONVERGENCE_GTOL, EXPLORE_ITERS, KEEP_STARTS, POLISH_GTOL, POLISH_ITERS,
-                   ROBUST_ITERS, hoffmann_grid)
+from .laws import (
+    CHINCHILLA_PHASES,
+    CONVERGENCE_GTOL,
+    EXPLORE_ITERS,
+    KEEP_STARTS,
+    POLISH_GTOL,
+    POLISH_ITERS,
+    ROBUST_ITERS,
+    hoffmann_grid,
+)
 
 __all__ = ["FORMS", "LoopedLaw", "looped", "looped_bootstrap", "compare_forms", "FormComparison"]
 
