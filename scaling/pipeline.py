@@ -59,9 +59,9 @@ def summarize(path, *, budget: float | None = None, n_bootstrap: int = 1000, see
         except OSError as e:  # a read-only table still gets its report printed
             print(f"scaling: could not write {targets[0]}: {e}", file=sys.stderr)
     if plot_dir is not None:
-        from scaling import plot
+        from scaling import plot, question_plots
 
-        written = plot.plot_all(rep, plot_dir) + plot.plot_questions(answers, plot_dir)
+        written = plot.plot_all(rep, plot_dir) + question_plots.plot_all(answers, plot_dir)
         print("\nplots: " + ", ".join(str(p) for p in written), flush=True)
     return rep
 

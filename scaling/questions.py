@@ -24,7 +24,7 @@
    of least training + inference FLOPs reaching the forecast loss when it will serve T
    tokens (Sardana et al. 2024; `scaling.fit.inference_optimal`).
 
-Takes rows and a Report; never trains or plots (figures: `scaling.plot.plot_questions`).
+Takes rows and a Report; never trains or plots (figures: `scaling.question_plots`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ RANK = {
     "experiment": 3, "flops": 3, "attention": 3, "checkpoint": 3, "sweep.config": 3, "parametrization": 3,
     "hooks": 4, "family": 4, "results": 4, "tables": 4, "model": 4, "sweep.demo": 4, "memory": 4,
     "metrics": 5, "mesh": 5, "step": 6, "report": 5, "sweep.plan": 5, "verification": 5,
-    "train": 7, "plot": 6, "sweep": 6, "sweep.throughput": 7, "questions": 6, "coordcheck": 7,
+    "train": 7, "plot": 6, "question_plots": 7, "sweep": 6, "sweep.throughput": 7, "questions": 6, "coordcheck": 7,
     "sweep.run": 8,
     "pipeline": 9,
     "cli": 10, "__main__": 11,
@@ -78,7 +78,8 @@ FORBIDDEN = {
     "train": ("report", "plot", "fit", "sweep", "pipeline"),
     "step": ("report", "plot", "fit", "sweep", "pipeline"),
     "report": ("plot", "sweep", "train", "step", "pipeline"),
-    "questions": ("plot", "sweep", "train", "step", "pipeline"),
+    "questions": ("plot", "question_plots", "sweep", "train", "step", "pipeline"),
+    "question_plots": ("fit", "sweep", "train", "step", "pipeline"),
 }
 
 

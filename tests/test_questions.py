@@ -147,7 +147,7 @@ def test_inference_answer_at_the_forecast_budget(synthetic_rows):
 
 
 def test_answers_text_json_and_figures(loops, loop_rows, sweep_config, synthetic_rows, tmp_path):
-    from scaling import plot
+    from scaling import question_plots
 
     rep = _report(questions.single_loops(loop_rows))
     ans = questions.Answers(loops=loops, emergence=questions.emergence_answer(
@@ -158,7 +158,7 @@ def test_answers_text_json_and_figures(loops, loop_rows, sweep_config, synthetic
     doc = json.loads(json.dumps(questions.to_json(ans)))
     assert doc["loops"]["gamma"] == pytest.approx(loops.law.gamma)
     assert len(doc["inference"]) == 4 and doc["emergence"]["spans"] == [1, 4, 8, 16]
-    written = plot.plot_questions(ans, tmp_path)
+    written = question_plots.plot_all(ans, tmp_path)
     assert [p.rsplit("/", 1)[-1] for p in map(str, written)] == ["loops.png", "emergence.png", "inference.png"]
     assert all((tmp_path / name).stat().st_size > 10_000 for name in ("loops.png", "emergence.png", "inference.png"))
     assert questions.format_answers(questions.Answers()) == ""
@@ -216,7 +216,7 @@ def test_no_caps_no_answer_and_laws_fit_on_the_whole_split(capped_rows, syntheti
 
 
 def test_data_answer_json_and_figure(data, tmp_path):
-    from scaling import plot
+    from scaling import question_plots
 
     ans = questions.Answers(data=data)
     assert "Repeated data" in questions.format_answers(ans)
@@ -224,6 +224,6 @@ def test_data_answer_json_and_figure(data, tmp_path):
     assert doc["params"]["R_D_star"] == pytest.approx(data.law.R_D_star)
     assert doc["R_D_star_interval"][0] < doc["params"]["R_D_star"] < doc["R_D_star_interval"][1]
     assert len(doc["optima"]) == 1 + len(questions.CAP_EPOCHS) and doc["optima"][0]["U"] is None
-    written = plot.plot_questions(ans, tmp_path)
+    written = question_plots.plot_all(ans, tmp_path)
     assert [p.rsplit("/", 1)[-1] for p in map(str, written)] == ["epochs.png"]
     assert (tmp_path / "epochs.png").stat().st_size > 10_000
