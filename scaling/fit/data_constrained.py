@@ -46,9 +46,9 @@ import numpy as np
 
 from . import _looped_objective
 from ._common import call_vectorised, float64, format_table, minimise_log_scalar, scalar_or_array
+from ._extended import FormComparison, best_start_per_replicate, bootstrap_result, compare_held_out
 from ._optim import batched_newton, huber, multistart_newton
 from ._validate import as_positive_1d, check_enough_points, check_same_length, check_spans_decade
-from .backtest import BacktestResult, held_out_mask
 from .bootstrap import BootstrapResult, resample_counts
 from .laws import (
     CONVERGENCE_GTOL,
@@ -354,37 +354,17 @@ def data_constrained_bootstrap(N, D, U, L, *, form: str = "data", n: int = 1000,
         theta, value, grad = jax.device_get((state.theta, state.value, state.grad))
     if form == "data":
         theta = theta[:, _SWAP]
-    value = value.reshape(n, lanes)
-    best = np.argmin(np.where(np.isfinite(value), value, np.inf), axis=1)
-    rows = np.arange(n) * lanes + best
-    laws = [_law(form, t, v, g, n_runs, delta) for t, v, g in
-            zip(theta[rows], value[np.arange(n), best], np.max(np.abs(grad[rows]), axis=1))]
-    ok = [law for law in laws if np.isfinite(law.objective)]
+    laws = best_start_per_replicate(theta, value, grad, n, lambda t, v, g: _law(form, t, v, g, n_runs, delta))
 
     def derived(law):
         return dict(law.params, repeated_worth=float(law.repeated_worth(epochs)),
                     epoch_worth=float(law.epoch_worth(epochs)), half_life=law.half_life)
 
-    estimates = derived(full)
-    per = [derived(law) for law in ok]
-    return BootstrapResult(law=full, estimates=estimates, samples={k: np.array([p[k] for p in per]) for k in estimates},
-                           n=n, n_failed=n - len(ok),
-                           converged_fraction=float(np.mean([law.converged for law in ok])) if ok else 0.0,
-                           grouped=groups is not None)
+    return bootstrap_result(full, laws, derived, groups)
 
 
-@dataclass(frozen=True)
-class DataFormComparison:
-    """One form's fit on every run and its held-out forecast of the largest-compute runs."""
-
-    form: str
-    law: DataConstrainedLaw | None
-    backtest: BacktestResult | None
-    error: str = ""
-
-    @property
-    def held_out_rms_log_error(self) -> float:
-        return self.backtest.rms_log_error if self.backtest is not None else math.inf
+#: One form's fit on every run and its held-out forecast of the largest-compute runs.
+DataFormComparison = FormComparison
 
 
 def compare_data_forms(N, D, U, L, *, compute=None, holdout=0.2, forms=FORMS,
@@ -395,19 +375,9 @@ def compare_data_forms(N, D, U, L, *, compute=None, holdout=0.2, forms=FORMS,
     cannot be fitted carries the reason in ``error``."""
     N, D, U, L, n = _validate(N, D, U, L)
     compute = as_positive_1d(6.0 * N * D if compute is None else compute, "compute")
-    mask = held_out_mask(compute, holdout)
-    out = []
-    for form in forms:
-        law = backtest = None
-        error = ""
-        try:
-            _check(form, D[~mask], U[~mask], int((~mask).sum()))
-            law = data_constrained(N, D, U, L, form=form, delta=delta)
-            fitted = _fit(form, N, D, U, L, (~mask).astype(np.float64), delta)
-            predicted = np.asarray(fitted.predict(N[mask], D[mask], U[mask]), dtype=np.float64).reshape(-1)
-            backtest = BacktestResult(fitted, "L", int((~mask).sum()), int(mask.sum()), float(compute[mask].min()),
-                                      compute[mask], L[mask], predicted)
-        except ValueError as e:
-            error = str(e)
-        out.append(DataFormComparison(form, law, backtest, error))
-    return sorted(out, key=lambda c: c.held_out_rms_log_error)
+    return compare_held_out(
+        forms, L, compute, holdout,
+        check=lambda form, kept: _check(form, D[kept], U[kept], int(kept.sum())),
+        fit_all=lambda form: data_constrained(N, D, U, L, form=form, delta=delta),
+        fit_kept=lambda form, weights: _fit(form, N, D, U, L, weights, delta),
+        predict=lambda law, held: law.predict(N[held], D[held], U[held]))

@@ -40,7 +40,7 @@ a power-form fit ~15 s the first time (compiling), 0.8 s after; 200 bootstrap re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ import numpy as np
 
 from . import _chinchilla_objective, _looped_objective
 from ._common import float64, format_table, scalar_or_array
+from ._extended import FormComparison, best_start_per_replicate, bootstrap_result, compare_held_out
 from ._optim import batched_newton, multistart_newton
 from ._validate import (
     ExtrapolationWarning,
@@ -57,7 +58,6 @@ from ._validate import (
     check_spans_decade,
     warn,
 )
-from .backtest import BacktestResult, held_out_mask
 from .bootstrap import BootstrapResult, resample_counts
 from .laws import (
     CHINCHILLA_PHASES,
@@ -250,12 +250,7 @@ def looped_bootstrap(N, D, loops, L, *, form: str = "power", n: int = 1000, seed
         state = batched_newton(jnp.asarray(np.tile(starts, (n, 1)), jnp.float64), args,
                                phases=((explore, _BOOTSTRAP_ITERS[0]), (polish, _BOOTSTRAP_ITERS[1])), gtol=POLISH_GTOL)
         theta, value, grad = jax.device_get((state.theta, state.value, state.grad))
-    value = value.reshape(n, lanes)
-    best = np.argmin(np.where(np.isfinite(value), value, np.inf), axis=1)
-    rows = np.arange(n) * lanes + best
-    laws = [_law(form, t, v, g, n_runs, delta) for t, v, g in
-            zip(theta[rows], value[np.arange(n), best], np.max(np.abs(grad[rows]), axis=1))]
-    ok = [law for law in laws if np.isfinite(law.objective)]
+    laws = best_start_per_replicate(theta, value, grad, n, lambda t, v, g: _law(form, t, v, g, n_runs, delta))
     extra = sorted({int(k) for k in loops.tolist()} - {1})
 
     def derived(law):
@@ -263,30 +258,11 @@ def looped_bootstrap(N, D, loops, L, *, form: str = "power", n: int = 1000, seed
         out.update({f"extra_loop_{k}": float(law.exchange_rate(k)) for k in extra})
         return out
 
-    estimates = derived(full)
-    per = [derived(law) for law in ok]
-    return BootstrapResult(law=full, estimates=estimates, samples={k: np.array([p[k] for p in per]) for k in estimates},
-                           n=n, n_failed=n - len(ok), converged_fraction=float(np.mean([law.converged for law in ok]))
-                           if ok else 0.0, grouped=groups is not None)
+    return bootstrap_result(full, laws, derived, groups)
 
 
 # ---------------------------------------------------------------------------------------
 # Which form: held-out forecasts
-
-
-@dataclass(frozen=True)
-class FormComparison:
-    """One form's fit on every run and its backtest (fitted without the held-out runs)."""
-
-    form: str
-    law: LoopedLaw | None
-    backtest: BacktestResult | None
-    error: str = ""
-    n_params: int = field(default=0)
-
-    @property
-    def held_out_rms_log_error(self) -> float:
-        return self.backtest.rms_log_error if self.backtest is not None else math.inf
 
 
 def compare_forms(N, D, loops, L, *, compute=None, holdout=0.2, forms=tuple(FORMS),
@@ -298,19 +274,10 @@ def compare_forms(N, D, loops, L, *, compute=None, holdout=0.2, forms=tuple(FORM
     few runs left) carries the reason in ``error``."""
     N, D, loops, L, n = _validate(N, D, loops, L)
     compute = as_positive_1d(6.0 * N * D * loops if compute is None else compute, "compute")
-    mask = held_out_mask(compute, holdout)
-    out = []
-    for form in forms:
-        law = backtest = None
-        error = ""
-        try:
-            _check_form(form, loops[~mask], int((~mask).sum()))
-            law = looped(N, D, loops, L, form=form, delta=delta)
-            fitted = _fit(form, N, D, loops, L, (~mask).astype(np.float64), delta)
-            predicted = np.asarray(fitted.predict(N[mask], D[mask], loops[mask]), dtype=np.float64).reshape(-1)
-            backtest = BacktestResult(fitted, "L", int((~mask).sum()), int(mask.sum()), float(compute[mask].min()),
-                                      compute[mask], L[mask], predicted)
-        except ValueError as e:
-            error = str(e)
-        out.append(FormComparison(form, law, backtest, error, 6 if FORMS[form] else 5))
-    return sorted(out, key=lambda c: c.held_out_rms_log_error)
+    return compare_held_out(
+        forms, L, compute, holdout,
+        check=lambda form, kept: _check_form(form, loops[kept], int(kept.sum())),
+        fit_all=lambda form: looped(N, D, loops, L, form=form, delta=delta),
+        fit_kept=lambda form, weights: _fit(form, N, D, loops, L, weights, delta),
+        predict=lambda law, held: law.predict(N[held], D[held], loops[held]),
+        n_params=lambda form: 6 if FORMS[form] else 5)
