@@ -90,28 +90,42 @@ def sweep_config():
     return make_sweep
 
 
+def make_planned_rows(cfg, point_of) -> list[dict]:
+    """Results-table rows of every planned run of `cfg` as if it had finished, without
+    training: `point_of(run)` gives its final point's losses (val_loss, train_loss and any
+    other metric); tokens, FLOPs and timing come from the plan."""
+    from scaling import results, sweep
+
+    rows = []
+    for run in sweep.plan(cfg):
+        point = dict(step=run.steps, tokens=run.D, branch=None, flops=run.D * run.flops_per_token, wall_s=1.0,
+                     mfu=0.3, **point_of(run))
+
+        class Result:
+            status, steps, wall_s = "finished", run.steps, 1.0
+            points = [point]
+
+        rows += results.make_rows(run, Result())
+    return rows
+
+
 def make_synthetic_rows(budgets=(1e12, 3e12, 1e13, 3e13), seed: int = 0, noise: float = 0.003) -> list[dict]:
     """Results-table rows of a planned sweep whose losses follow CHINCHILLA_LAW with `noise`
     relative Gaussian noise: a table with a known answer, made without training."""
     import numpy as np
 
-    from scaling import results, sweep
+    from scaling import sweep
 
     law = CHINCHILLA_LAW
     cfg = sweep.SweepConfig(budgets=budgets, model=SWEEP_MODEL, train=TrainConfig(tokens=1, global_batch_size=16),
                             head_dim=16, sizes_per_budget=5, size_spread=3.0, min_steps=20)
     rng = np.random.default_rng(seed)
-    rows = []
-    for run in sweep.plan(cfg):
+
+    def point_of(run):
         loss = law["E"] + law["A"] / run.N ** law["alpha"] + law["B"] / run.D ** law["beta"]
+        return dict(val_loss=loss * (1 + noise * rng.standard_normal()), train_loss=loss)
 
-        class Result:
-            status, steps, wall_s = "finished", run.steps, 1.0
-            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss * (1 + noise * rng.standard_normal()),
-                           train_loss=loss, flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3)]
-
-        rows += results.make_rows(run, Result())
-    return rows
+    return make_planned_rows(cfg, point_of)
 
 
 @pytest.fixture(scope="session")

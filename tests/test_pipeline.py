@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import make_planned_rows
 
 from scaling import results, sweep
 
@@ -69,17 +70,13 @@ def test_summarize_a_looped_sweep_fits_the_usual_laws_on_one_loop_count(sweep_co
     from scaling import pipeline
 
     cfg = sweep_config(budgets=(1e12, 3e12, 1e13), loops=(1, 2), sizes_per_budget=4)
-    for run in sweep.plan(cfg):
-        k = run.config.model.loops
-        loss = 1.69 + 406.4 / (run.N * k**0.5) ** 0.34 + 410.7 / run.D ** 0.28
 
-        class Result:
-            status, steps, wall_s = "finished", run.steps, 1.0
-            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss, train_loss=loss,
-                           flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3)]
+    def point_of(run):
+        loss = 1.69 + 406.4 / (run.N * run.config.model.loops**0.5) ** 0.34 + 410.7 / run.D ** 0.28
+        return dict(val_loss=loss, train_loss=loss)
 
-        for row in results.make_rows(run, Result()):
-            results.append_row(tmp_path, row)
+    for row in make_planned_rows(cfg, point_of):
+        results.append_row(tmp_path, row)
     rep = pipeline.summarize(tmp_path, n_bootstrap=10, plot_dir=tmp_path / "plots")
     assert {r["loops"] for r in rep.rows} == {1} and len(rep.rows) == len(sweep.plan(cfg)) // 2
     doc = json.loads((tmp_path / "report.json").read_text())
@@ -99,16 +96,13 @@ def test_summarize_a_capped_sweep_fits_the_usual_laws_on_the_whole_split(sweep_c
     cfg = sweep_config(budgets=(1e12, 3e12, 1e13), unique_tokens=(None, 1_000_000, 200_000), sizes_per_budget=4,
                        max_epochs=None)
     law = fit.DataConstrainedLaw("data", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28, R_D_star=6.0)
-    for run in sweep.plan(cfg):
+
+    def point_of(run):
         loss = float(law.predict(run.N, run.D, run.unique_tokens))
+        return dict(val_loss=loss, train_loss=loss)
 
-        class Result:
-            status, steps, wall_s = "finished", run.steps, 1.0
-            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss, train_loss=loss,
-                           flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3)]
-
-        for row in results.make_rows(run, Result()):
-            results.append_row(tmp_path, row)
+    for row in make_planned_rows(cfg, point_of):
+        results.append_row(tmp_path, row)
     rep = pipeline.summarize(tmp_path, n_bootstrap=10, plot_dir=tmp_path / "plots")
     assert all(r["epochs"] < 1 for r in rep.rows) and len(rep.rows) == len(sweep.plan(cfg)) // 3
     assert rep.chinchilla.alpha == pytest.approx(0.34, rel=1e-3)  # the unique-data law, untouched by repeats

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from scaling import fit, questions, results, sweep
+from scaling import fit, questions
 from scaling.report import Report
 
 LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
@@ -14,18 +14,15 @@ GAMMA = 0.5
 
 
 def _rows(cfg, loss_of, extra=lambda run, loss: {}, seed=0, noise=0.002):
+    from conftest import make_planned_rows
+
     rng = np.random.default_rng(seed)
-    rows = []
-    for run in sweep.plan(cfg):
+
+    def point_of(run):
         loss = loss_of(run) * (1 + noise * rng.standard_normal())
+        return dict(val_loss=loss, train_loss=loss, **extra(run, loss))
 
-        class Result:
-            status, steps, wall_s = "finished", run.steps, 1.0
-            points = [dict(step=run.steps, tokens=run.D, branch=None, val_loss=loss, train_loss=loss,
-                           flops=run.D * run.flops_per_token, wall_s=1.0, mfu=0.3, **extra(run, loss))]
-
-        rows += results.make_rows(run, Result())
-    return rows
+    return make_planned_rows(cfg, point_of)
 
 
 @pytest.fixture(scope="module")
